@@ -1,0 +1,53 @@
+"""Boundary checks shared by the circuits: sizes, input tensors, blow-up."""
+
+from __future__ import annotations
+
+import torch
+
+from eads._errors import ConfigError, DataError, UnstableCircuitError
+
+
+def check_size(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+    return value
+
+
+def check_positive(name: str, value: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a positive number, got {value!r}.") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise ConfigError(f"{name} must be a positive finite number, got {value!r}.")
+    return value
+
+
+def check_batch(name: str, x: torch.Tensor, width: int, width_name: str) -> torch.Tensor:
+    """``x`` must be a finite (batch, width) tensor; a 1-D tensor is taken as one sample."""
+    if not isinstance(x, torch.Tensor):
+        raise DataError(f"{name} must be a torch.Tensor, got {type(x).__name__}.")
+    if x.ndim == 1:
+        x = x.unsqueeze(0)
+    if x.ndim != 2 or x.shape[1] != width:
+        raise DataError(
+            f"{name} must have shape (batch, {width}) to match {width_name}={width}, "
+            f"got {tuple(x.shape)}."
+        )
+    if x.shape[0] == 0:
+        raise DataError(f"{name} is empty (batch size 0).")
+    if not torch.isfinite(x).all():
+        raise DataError(f"{name} holds NaN or infinite values.")
+    return x
+
+
+def check_stable(stage: str, state: torch.Tensor, rail: float, hint: str) -> None:
+    """Raise if the state left the supply rail or became non-finite."""
+    if not torch.isfinite(state).all():
+        raise UnstableCircuitError(f"The {stage} stage blew up (non-finite node voltages); {hint}.")
+    peak = float(state.detach().abs().max())
+    if peak > rail:
+        raise UnstableCircuitError(
+            f"The {stage} stage blew up: a node voltage reached {peak:.3g}, beyond the rail "
+            f"{rail:g}; {hint}."
+        )

@@ -1,0 +1,142 @@
+"""Frozen configuration dataclasses, one per concern, readable from TOML.
+
+A run's resolved configuration is ``RunConfig(model=..., train=..., data=...)``; it is written to
+each run directory as ``config.json`` and can be read back with :func:`load_run_config`. A TOML
+file has one table per concern::
+
+    [model]
+    kind = "eads"
+    n_hidden = 64
+    [train]
+    epochs = 50
+    trainer = "ectrain"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eads._errors import ConfigError
+
+MODEL_KINDS = ("eads", "npgl", "mlp")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which circuit and how it is simulated."""
+
+    kind: str = "eads"  #: "eads", "npgl" or "mlp" (the digital reference)
+    n_hidden: int = 64  #: hidden nodes (EADS) or hidden width (MLP)
+    duration: float = 1.0  #: coupling-stage duration T, in node time constants
+    solver: str = "rk4"  #: integrator of the coupling stage (see eads.solve.SOLVERS)
+    n_steps: int = 8  #: fixed steps over [0, T] for fixed-step solvers
+    stages: str = "equilibrium"  #: "equilibrium" (closed forms) or "transient"
+    coupling_init: float = 0.5  #: std of J's initial entries times sqrt(H)
+
+    def __post_init__(self):
+        if self.kind not in MODEL_KINDS:
+            raise ConfigError(f"model kind must be one of {MODEL_KINDS}, got {self.kind!r}.")
+        for name in ("n_hidden", "n_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"model.{name} must be a positive integer, got {value!r}.")
+        if not self.duration > 0:
+            raise ConfigError(f"model.duration must be positive, got {self.duration!r}.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the model is fitted."""
+
+    trainer: str = "ectrain"  #: "ectrain", "backprop" or "likelihood" (NP-GL)
+    epochs: int = 100
+    batch_size: int = 32  #: 1 = per-sample updates, as the hardware applies them
+    lr: float = 3e-3
+    optimizer: str = "adam"  #: "sgd" (the plain update the circuit applies) or "adam"
+    patience: int = 15  #: early stopping on validation loss; 0 disables it
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"train.{name} must be a positive integer, got {value!r}.")
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr!r}.")
+        if self.patience < 0:
+            raise ConfigError(f"train.patience must be >= 0, got {self.patience!r}.")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which columns or keys are inputs and outputs, and how the data are split."""
+
+    path: str = ""
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ConfigError(f"data.{name} must be in [0, 1), got {value!r}.")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("data.val_fraction + data.test_fraction must be below 1.")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        parts = {}
+        for name, kind in (("model", ModelConfig), ("train", TrainConfig), ("data", DataConfig)):
+            table = dict(d.get(name, {}))
+            known = {f.name for f in dataclasses.fields(kind)}
+            unknown = set(table) - known
+            if unknown:
+                raise ConfigError(
+                    f"Unknown setting(s) {sorted(unknown)} in [{name}]; valid ones are {sorted(known)}."
+                )
+            for key in ("inputs", "outputs"):
+                if key in table:
+                    table[key] = tuple(table[key])
+            parts[name] = kind(**table)
+        unknown = set(d) - {"model", "train", "data"}
+        if unknown:
+            raise ConfigError(f"Unknown config table(s) {sorted(unknown)}; valid: model, train, data.")
+        return cls(**parts)
+
+    def replace(self, **overrides: dict[str, Any]) -> RunConfig:
+        """A copy with ``overrides = {"model": {...}, "train": {...}}`` applied (None ignored)."""
+        d = self.to_dict()
+        for table, values in overrides.items():
+            d.setdefault(table, {}).update({k: v for k, v in values.items() if v is not None})
+        return RunConfig.from_dict(d)
+
+
+def load_toml(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {str(path)!r} does not exist.")
+    try:
+        d = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Config file {str(path)!r} is not valid TOML: {exc}.") from None
+    return RunConfig.from_dict(d)

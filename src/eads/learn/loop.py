@@ -1,0 +1,252 @@
+"""The training loop: minibatch or per-sample EC-Train (or any trainer), early stopping,
+checkpoints and resume; and the online (prequential) mode of a deployed circuit.
+
+"Continuous and iterative training" (seed paper Sec. 3.2): anneal, measure the error currents,
+update the conductances, re-anneal, over the training set. With ``batch_size=1`` each sample
+updates the conductances as soon as its error has been measured, as the hardware does; with
+``batch_size=B`` the updates of B samples are averaged before being applied (what data-parallel
+chips or an accumulating update circuit would do). ``optimizer="sgd"`` applies the plain update
+``theta -= lr * grad`` that the circuit's programming pulses realise; ``"adam"`` is a digital
+convenience that converges in fewer epochs.
+
+Determinism: the sample order of epoch e is ``randperm(n, seed + e)``, so a run resumed from its
+checkpoint after epoch e continues exactly as the uninterrupted run would (same parameters on the
+CPU, bit for bit).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from eads._errors import CheckpointError, DataError
+from eads.config import TrainConfig
+from eads.learn.trainers import AbstractTrainer
+from eads.runs import load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class History:
+    """Per-epoch losses and the early-stopping state."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val: float = math.inf
+    epochs_run: int = 0
+    stopped_early: bool = False
+    train_time_s: float = 0.0
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr)
+    return torch.optim.Adam(params, lr=config.lr)
+
+
+def apply_gradients(model: nn.Module, grads: dict[str, torch.Tensor], opt) -> None:
+    """Hand a trainer's gradients to the optimiser and take one step."""
+    for name, p in model.named_parameters():
+        if name in grads:
+            p.grad = grads[name].to(p.dtype).reshape(p.shape)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def evaluate_mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
+    """Mean squared error of the annealed outputs."""
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            pred = model(x[i : i + batch])
+            total += float(((pred - y[i : i + batch].to(pred.dtype)) ** 2).sum())
+            n += pred.numel()
+    return total / max(n, 1)
+
+
+def _check_pair(name: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.shape[0] != y.shape[0]:
+        raise DataError(
+            f"{name} inputs and outputs must hold the same number of samples, "
+            f"got {x.shape[0]} and {y.shape[0]}."
+        )
+    if x.shape[0] == 0:
+        raise DataError(f"{name} data is empty.")
+
+
+def save_training_state(path, model, opt, best, history: History) -> None:
+    """Checkpoint: parameters, best parameters, optimiser state and the loop's history.
+
+    Optimiser tensors go in as ``optim.<param index>.<key>``; 0-d tensors (Adam's step count)
+    and the param groups go in the JSON metadata.
+    """
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v for k, v in best.items()})
+    osd = opt.state_dict()
+    scalars: dict[str, dict[str, float]] = {}
+    for idx, entry in osd["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value) and value.ndim > 0:
+                tensors[f"optim.{idx}.{key}"] = value
+            elif value is not None:
+                scalars.setdefault(str(idx), {})[key] = float(value)
+    state = {"history": asdict(history), "param_groups": osd["param_groups"], "scalars": scalars}
+    save_checkpoint(path, tensors, state)
+
+
+def load_training_state(path, model, opt) -> tuple[dict[str, torch.Tensor], History]:
+    """Restore what :func:`save_training_state` wrote; returns the best parameters and history."""
+    tensors, state = load_checkpoint(path)
+    if "history" not in state:
+        raise CheckpointError(f"Checkpoint {str(path)!r} holds no training state.")
+    model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(model_sd)
+    except RuntimeError as exc:
+        raise CheckpointError(f"Checkpoint {str(path)!r} does not fit this model ({exc}).") from None
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    opt_state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            opt_state.setdefault(int(idx), {})[name] = value
+    for idx, entry in state["scalars"].items():
+        for name, value in entry.items():
+            opt_state.setdefault(int(idx), {})[name] = torch.tensor(value)
+    opt.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    return best, History(**state["history"])
+
+
+def fit(
+    model: nn.Module,
+    trainer: AbstractTrainer,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    config: TrainConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[int, History], None] | None = None,
+) -> History:
+    """Train ``model`` with ``trainer`` on ``train = (x, y)``; early-stop on ``val``.
+
+    Writes ``checkpoint`` (atomically) after every epoch when given; ``resume=True`` continues
+    from it. At the end the parameters of the best validation epoch are restored.
+    """
+    from tqdm.auto import tqdm
+
+    x, y = train
+    _check_pair("training", x, y)
+    if val is not None:
+        _check_pair("validation", *val)
+    trainer.check_model(model)
+    opt = make_optimizer(model, config)
+    history = History()
+    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if resume:
+        if checkpoint is None or not Path(checkpoint).is_file():
+            raise CheckpointError(f"Cannot resume: checkpoint {str(checkpoint)!r} does not exist.")
+        best, history = load_training_state(checkpoint, model, opt)
+        log.info("resumed from %s after epoch %d", checkpoint, history.epochs_run)
+    n = x.shape[0]
+    bar = tqdm(
+        range(history.epochs_run, config.epochs),
+        desc=f"{trainer.name}",
+        disable=not progress,
+        initial=history.epochs_run,
+        total=config.epochs,
+    )
+    t_start = time.perf_counter() - history.train_time_s
+    for epoch in bar:
+        if history.stopped_early:
+            break
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed + epoch))
+        total = 0.0
+        for i in range(0, n, config.batch_size):
+            idx = order[i : i + config.batch_size]
+            loss, grads = trainer.loss_and_gradients(model, x[idx], y[idx])
+            apply_gradients(model, grads, opt)
+            total += float(loss) * idx.numel()
+        history.train_loss.append(total / n)
+        if not math.isfinite(history.train_loss[-1]):
+            raise DataError(
+                f"The training loss became {history.train_loss[-1]} at epoch {epoch}; "
+                "lower the learning rate."
+            )
+        if val is not None:
+            history.val_loss.append(evaluate_mse(model, *val))
+            current = history.val_loss[-1]
+        else:
+            current = history.train_loss[-1]
+        if current < history.best_val:
+            history.best_val, history.best_epoch = current, epoch
+            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif config.patience and epoch - history.best_epoch >= config.patience:
+            history.stopped_early = True
+        history.epochs_run = epoch + 1
+        history.train_time_s = time.perf_counter() - t_start
+        bar.set_postfix(train=f"{history.train_loss[-1]:.4g}", val=f"{current:.4g}")
+        if checkpoint is not None:
+            save_training_state(checkpoint, model, opt, best, history)
+        if on_epoch is not None:
+            on_epoch(epoch, history)
+    model.load_state_dict(best)
+    return history
+
+
+@dataclass
+class OnlineResult:
+    """Prequential errors: each sample's squared error *before* it was used for an update."""
+
+    errors: np.ndarray  #: (n_samples,) mean squared error over outputs, predicted first
+    running: np.ndarray  #: (n_samples,) exponential running mean of ``errors``
+
+
+def fit_online(
+    model: nn.Module,
+    trainer: AbstractTrainer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    *,
+    smoothing: int = 50,
+    progress: bool = True,
+) -> OnlineResult:
+    """Self-adaptation: a deployed circuit predicts each arriving chunk, then learns from it.
+
+    Samples arrive in order, ``config.batch_size`` at a time (1 = one by one). Each chunk is first
+    annealed and its error recorded (prequential evaluation), then used for one update, so the
+    circuit tracks a target that drifts or changes abruptly.
+    """
+    from tqdm.auto import tqdm
+
+    _check_pair("stream", x, y)
+    trainer.check_model(model)
+    opt = make_optimizer(model, config)
+    errors = np.empty(x.shape[0])
+    for i in tqdm(range(0, x.shape[0], config.batch_size), disable=not progress, desc="online"):
+        xb, yb = x[i : i + config.batch_size], y[i : i + config.batch_size]
+        with torch.no_grad():
+            pred = model(xb)
+        errors[i : i + xb.shape[0]] = ((pred - yb.to(pred.dtype)) ** 2).mean(dim=1).cpu().numpy()
+        _, grads = trainer.loss_and_gradients(model, xb, yb)
+        apply_gradients(model, grads, opt)
+    alpha = 1.0 / smoothing
+    running = np.empty_like(errors)
+    acc = errors[0]
+    for i, e in enumerate(errors):
+        acc = (1 - alpha) * acc + alpha * e
+        running[i] = acc
+    return OnlineResult(errors, running)

@@ -1,0 +1,241 @@
+"""Explicit Runge-Kutta integration as strategy objects.
+
+A solver integrates ``dy/dt = f(t, y)`` for a batch of states laid out as ``(batch, nodes)``. All
+solvers here are explicit Runge-Kutta methods given by a Butcher tableau ``(a, b, c)``; the fixed-
+step ones take ``n_steps`` equal steps, the adaptive one chooses its steps by an embedded error
+estimate. Each can record a *tape* of its stages (the stage inputs ``u_i`` and whatever auxiliary
+tensor the vector field returns with its derivative, e.g. the diode states), which the adjoint
+circuit in :mod:`eads.circuit` reuses instead of recomputing the forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from eads._errors import ConfigError
+
+#: A vector field: ``f(t, y) -> dy`` or, with ``aux=True``, ``f(t, y) -> (dy, aux)``.
+VectorField = Callable[[float, torch.Tensor], torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class Tape:
+    """The stages of a recorded integration, for an adjoint pass.
+
+    ``dts[k]`` is step k's size; ``inputs[k][i]`` the input ``u_i`` of stage i of step k
+    ``(batch, nodes)``; ``aux[k][i]`` the auxiliary tensor the field returned there (or None).
+    """
+
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+    dts: list[float] = field(default_factory=list)
+    inputs: list[list[torch.Tensor]] = field(default_factory=list)
+    aux: list[list[torch.Tensor | None]] = field(default_factory=list)
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.dts)
+
+
+@dataclass
+class Solution:
+    """Final state, the time reached, the number of field evaluations, and the tape if recorded."""
+
+    y: torch.Tensor
+    t: float
+    n_evals: int
+    tape: Tape | None = None
+
+
+class AbstractSolver:
+    """Base class: an explicit Runge-Kutta method with tableau ``a`` (strictly lower), ``b``, ``c``.
+
+    Subclasses set the tableau and ``order``; ``integrate`` takes the steps.
+    """
+
+    name: str = "abstract"
+    order: int = 0
+    a: tuple[tuple[float, ...], ...] = ()
+    b: tuple[float, ...] = ()
+    c: tuple[float, ...] = ()
+
+    def step(
+        self, f: VectorField, t: float, y: torch.Tensor, dt: float, aux: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor | None]]:
+        """One step. Returns the new state, the stage inputs, stage derivatives and stage aux."""
+        inputs, ks, auxes = [], [], []
+        for i, (ai, ci) in enumerate(zip(self.a, self.c, strict=True)):
+            u = y
+            for j in range(i):
+                if ai[j] != 0.0:
+                    u = u + (dt * ai[j]) * ks[j]
+            out = f(t + ci * dt, u)
+            if aux:
+                k, ax = out
+            else:
+                k, ax = out, None
+            inputs.append(u)
+            ks.append(k)
+            auxes.append(ax)
+        y_new = y
+        for bi, k in zip(self.b, ks, strict=True):
+            if bi != 0.0:
+                y_new = y_new + (dt * bi) * k
+        return y_new, inputs, ks, auxes
+
+    def integrate(
+        self,
+        f: VectorField,
+        y0: torch.Tensor,
+        t0: float,
+        t1: float,
+        *,
+        record: bool = False,
+        aux: bool = False,
+    ) -> Solution:
+        raise NotImplementedError
+
+
+class AbstractFixedStep(AbstractSolver):
+    """A fixed-step method: ``n_steps`` equal steps over the interval."""
+
+    def __init__(self, n_steps: int = 8):
+        if not isinstance(n_steps, int) or n_steps < 1:
+            raise ConfigError(f"n_steps must be a positive integer, got {n_steps!r}.")
+        self.n_steps = n_steps
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_steps={self.n_steps})"
+
+    def integrate(self, f, y0, t0, t1, *, record=False, aux=False):
+        dt = (t1 - t0) / self.n_steps
+        tape = Tape(self.a, self.b) if record else None
+        y = y0
+        for n in range(self.n_steps):
+            y, inputs, _, auxes = self.step(f, t0 + n * dt, y, dt, aux=aux)
+            if tape is not None:
+                tape.dts.append(dt)
+                tape.inputs.append(inputs)
+                tape.aux.append(auxes)
+        return Solution(y, t1, self.n_steps * len(self.b), tape)
+
+
+class Euler(AbstractFixedStep):
+    """Forward Euler, order 1: ``y' = y + dt f(t, y)``.
+
+    The cheapest step; use it to mimic a crude hardware time discretisation, not for accuracy.
+    """
+
+    name, order = "euler", 1
+    a, b, c = ((),), (1.0,), (0.0,)
+
+
+class Midpoint(AbstractFixedStep):
+    """Explicit midpoint rule, order 2."""
+
+    name, order = "midpoint", 2
+    a, b, c = ((), (0.5,)), (0.0, 1.0), (0.0, 0.5)
+
+
+class RK4(AbstractFixedStep):
+    """The classical 4-stage Runge-Kutta method, order 4 (for smooth fields).
+
+    Where the diode states switch inside a step the field is only piecewise smooth and the
+    observed order drops to about 2; prefer more steps over an adaptive method when gradients
+    must be exact for the simulated circuit.
+    """
+
+    name, order = "rk4", 4
+    a = ((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0))
+    b = (1 / 6, 1 / 3, 1 / 3, 1 / 6)
+    c = (0.0, 0.5, 0.5, 1.0)
+
+
+class Dopri5(AbstractSolver):
+    """Dormand-Prince 5(4) with error control, order 5.
+
+    Steps are accepted when the embedded error estimate, scaled by ``atol + rtol * |y|`` and
+    measured in the RMS norm over the batch, is at most one; the next step size follows the
+    standard controller ``dt * clip(0.9 * err^(-1/5), 0.2, 5)``. Use it for inference and
+    reference solutions; for training prefer a fixed-step method, whose step count you choose by
+    the gradient error (the adjoint here differentiates through the accepted steps but not through
+    the step-size controller).
+    """
+
+    name, order = "dopri5", 5
+    a = (
+        (),
+        (1 / 5,),
+        (3 / 40, 9 / 40),
+        (44 / 45, -56 / 15, 32 / 9),
+        (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+        (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+        (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+    )
+    b = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
+    b_err = (
+        35 / 384 - 5179 / 57600,
+        0.0,
+        500 / 1113 - 7571 / 16695,
+        125 / 192 - 393 / 640,
+        -2187 / 6784 + 92097 / 339200,
+        11 / 84 - 187 / 2100,
+        -1 / 40,
+    )
+    c = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
+
+    def __init__(self, rtol: float = 1e-6, atol: float = 1e-8, max_steps: int = 10_000):
+        if not (rtol > 0 and atol > 0):
+            raise ConfigError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}.")
+        self.rtol, self.atol, self.max_steps = rtol, atol, max_steps
+
+    def __repr__(self) -> str:
+        return f"Dopri5(rtol={self.rtol}, atol={self.atol})"
+
+    def integrate(self, f, y0, t0, t1, *, record=False, aux=False):
+        tape = Tape(self.a, self.b) if record else None
+        y, t = y0, t0
+        span = t1 - t0
+        dt = span / 10
+        n_evals = 0
+        for _ in range(self.max_steps):
+            if t >= t1 - 1e-12 * abs(span):
+                return Solution(y, t1, n_evals, tape)
+            dt = min(dt, t1 - t)
+            y_new, inputs, ks, auxes = self.step(f, t, y, dt, aux=aux)
+            n_evals += len(self.b)
+            err = sum((dt * e) * k for e, k in zip(self.b_err, ks, strict=True) if e != 0.0)
+            scale = self.atol + self.rtol * torch.maximum(y.abs(), y_new.abs())
+            ratio = float(torch.sqrt(torch.mean((err / scale) ** 2)).detach())
+            if not math.isfinite(ratio):
+                ratio = 1e10
+            if ratio <= 1.0:
+                if tape is not None:
+                    tape.dts.append(dt)
+                    tape.inputs.append(inputs)
+                    tape.aux.append(auxes)
+                y, t = y_new, t + dt
+            dt = dt * min(5.0, max(0.2, 0.9 * ratio ** (-0.2) if ratio > 0 else 5.0))
+        raise ConfigError(
+            f"Dopri5 did not reach t={t1} within max_steps={self.max_steps}; "
+            "the dynamics may be unstable or too stiff."
+        )
+
+
+SOLVERS: dict[str, type[AbstractSolver]] = {
+    "euler": Euler,
+    "midpoint": Midpoint,
+    "rk4": RK4,
+    "dopri5": Dopri5,
+}
+
+
+def make_solver(name: str, **kwargs) -> AbstractSolver:
+    """Build a solver from its registry name (used by configs and the CLI)."""
+    if name not in SOLVERS:
+        raise ConfigError(f"Unknown solver {name!r}; valid solvers are {sorted(SOLVERS)}.")
+    return SOLVERS[name](**kwargs)
