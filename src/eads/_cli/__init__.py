@@ -1,0 +1,1 @@
+"""Command groups of the eads CLI; each module defines ``register(app)``."""

@@ -1,0 +1,1 @@
+"""Tables and plots, read from run directories (nothing here trains)."""

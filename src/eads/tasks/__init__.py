@@ -1,0 +1,1 @@
+"""Pipelines: fitting a user's data, the demo, and the benchmarks."""
