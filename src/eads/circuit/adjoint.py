@@ -75,6 +75,10 @@ def adjoint_gradients(
     a = delta @ Q.T  # (B, H): a(T) = Q delta
     A, b = tape.a, tape.b
     n_stages = len(b)
+    # dL/dJ = sum over stages of w_i u_i^T: the w_i go into one buffer shaped like the tape's
+    # inputs, so the whole integral is one (H, K) x (K, H) matrix product at the end.
+    stacked = tape.input_buffer is not None
+    W = torch.zeros_like(tape.input_buffer) if stacked else None
     weighted, inputs = [], []
     for k in reversed(range(tape.n_steps)):
         dt, u, s = tape.dts[k], tape.inputs[k], tape.aux[k]
@@ -83,18 +87,26 @@ def adjoint_gradients(
             dk = a * (dt * b[i]) if b[i] != 0.0 else None  # dL/dk_i
             for j in range(i + 1, n_stages):
                 if j < len(A) and i < len(A[j]) and A[j][i] != 0.0 and g[j] is not None:
-                    term = g[j] * (dt * A[j][i])
-                    dk = term if dk is None else dk + term
+                    dk = dk.add_(g[j], alpha=dt * A[j][i]) if dk is not None else g[j] * (
+                        dt * A[j][i]
+                    )
             if dk is None:
                 continue
-            w = dk * s[i]  # (B, H): through the diodes, s * a
+            if stacked:
+                w = torch.mul(dk, s[i], out=W[k, i])  # (B, H): through the diodes, s * a
+            else:
+                w = dk * s[i]
+                weighted.append(w)
+                inputs.append(u[i])
             g[i] = w @ J  # (B, H): back through the coupling conductances, J^T (s * a)
-            weighted.append(w)
-            inputs.append(u[i])
         for gi in g:
             if gi is not None:
                 a = a + gi
-    grad_J = torch.cat(weighted).T @ torch.cat(inputs)  # (H, K) @ (K, H)
+    H = J.shape[0]
+    if stacked:
+        grad_J = W.view(-1, H).T @ tape.input_buffer.view(-1, H)  # (H, K) @ (K, H)
+    else:
+        grad_J = torch.cat(weighted).T @ torch.cat(inputs)
     if model.stages == "equilibrium":
         grad_P = (a / model.r_hidden).T @ x  # (H, N): a(0) x^T / r_h
     else:

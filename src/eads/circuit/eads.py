@@ -148,9 +148,13 @@ class EADS(nn.Module):
         and diode state, which the adjoint circuit reuses (memory: ``steps * stages * B * H``
         values plus as many one-byte diode states).
         """
-        sol = self.solver.integrate(
-            self.coupling_field, h0, 0.0, self.duration, record=record, aux=True
-        )
+        if record:
+            sol = self.solver.integrate(
+                self.coupling_field, h0, 0.0, self.duration, record=True, aux=True
+            )
+        else:
+            JT = self.J.T
+            sol = self.solver.integrate(lambda t, h: torch.relu(h @ JT), h0, 0.0, self.duration)
         check_stable(
             "coupling",
             sol.y,

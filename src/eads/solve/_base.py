@@ -35,6 +35,8 @@ class Tape:
     dts: list[float] = field(default_factory=list)
     inputs: list[list[torch.Tensor]] = field(default_factory=list)
     aux: list[list[torch.Tensor | None]] = field(default_factory=list)
+    input_buffer: torch.Tensor | None = None  #: (steps, stages, B, H) when preallocated
+    aux_buffer: torch.Tensor | None = None  #: (steps, stages, B, H) when preallocated
 
     @property
     def n_steps(self) -> int:
@@ -64,18 +66,40 @@ class AbstractSolver:
     c: tuple[float, ...] = ()
 
     def step(
-        self, f: VectorField, t: float, y: torch.Tensor, dt: float, aux: bool = False
+        self,
+        f: VectorField,
+        t: float,
+        y: torch.Tensor,
+        dt: float,
+        aux: bool = False,
+        slots: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor | None]]:
-        """One step. Returns the new state, the stage inputs, stage derivatives and stage aux."""
+        """One step. Returns the new state, the stage inputs, stage derivatives and stage aux.
+
+        With ``slots = (inputs (stages, B, H), aux (stages, B, H))`` the stage inputs and aux are
+        written straight into those preallocated buffers (the tape), with no extra copies.
+        """
         inputs, ks, auxes = [], [], []
         for i, (ai, ci) in enumerate(zip(self.a, self.c, strict=True)):
-            u = y
-            for j in range(i):
-                if ai[j] != 0.0:
-                    u = u + (dt * ai[j]) * ks[j]
+            terms = [(dt * ai[j], ks[j]) for j in range(i) if ai[j] != 0.0]
+            if slots is not None:
+                u = slots[0][i]
+                if terms:
+                    torch.add(y, terms[0][1], alpha=terms[0][0], out=u)
+                    for coef, k in terms[1:]:
+                        u.add_(k, alpha=coef)
+                else:
+                    u.copy_(y)
+            else:
+                u = y
+                for coef, k in terms:
+                    u = u + coef * k
             out = f(t + ci * dt, u)
             if aux:
                 k, ax = out
+                if slots is not None and slots[1] is not None:
+                    slots[1][i].copy_(ax)
+                    ax = slots[1][i]
             else:
                 k, ax = out, None
             inputs.append(u)
@@ -96,7 +120,10 @@ class AbstractSolver:
         *,
         record: bool = False,
         aux: bool = False,
+        aux_dtype: torch.dtype = torch.bool,
     ) -> Solution:
+        """Integrate from ``t0`` to ``t1``; ``aux``: the field returns ``(dy, aux)`` where aux is
+        a per-node tensor like ``y`` of dtype ``aux_dtype`` (e.g. the diode states)."""
         raise NotImplementedError
 
 
@@ -111,12 +138,23 @@ class AbstractFixedStep(AbstractSolver):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_steps={self.n_steps})"
 
-    def integrate(self, f, y0, t0, t1, *, record=False, aux=False):
+    def integrate(self, f, y0, t0, t1, *, record=False, aux=False, aux_dtype=torch.bool):
         dt = (t1 - t0) / self.n_steps
         tape = Tape(self.a, self.b) if record else None
+        if record:
+            # The whole tape in two preallocated buffers: (steps, stages, B, H) stage inputs and
+            # aux (allocated on the first aux seen), so the adjoint can stack without copying.
+            stages = len(self.b)
+            tape.input_buffer = y0.new_empty((self.n_steps, stages, *y0.shape))
+            if aux:
+                shape = (self.n_steps, stages, *y0.shape)
+                tape.aux_buffer = torch.empty(shape, dtype=aux_dtype, device=y0.device)
         y = y0
         for n in range(self.n_steps):
-            y, inputs, _, auxes = self.step(f, t0 + n * dt, y, dt, aux=aux)
+            slots = None
+            if record:
+                slots = (tape.input_buffer[n], tape.aux_buffer[n] if aux else None)
+            y, inputs, _, auxes = self.step(f, t0 + n * dt, y, dt, aux=aux, slots=slots)
             if tape is not None:
                 tape.dts.append(dt)
                 tape.inputs.append(inputs)
@@ -196,7 +234,7 @@ class Dopri5(AbstractSolver):
     def __repr__(self) -> str:
         return f"Dopri5(rtol={self.rtol}, atol={self.atol})"
 
-    def integrate(self, f, y0, t0, t1, *, record=False, aux=False):
+    def integrate(self, f, y0, t0, t1, *, record=False, aux=False, aux_dtype=torch.bool):
         tape = Tape(self.a, self.b) if record else None
         y, t = y0, t0
         span = t1 - t0
