@@ -1,0 +1,402 @@
+"""Digital operator-learning baselines for the PDE benchmark: NN, FCN, GNO and FNO.
+
+Every model maps a batch of input functions sampled on a fixed grid to the output functions on
+the same grid: ``(batch, n)`` for 1-D problems (Burgers) and ``(batch, s, s)`` for 2-D problems
+(Darcy). Channels, coordinates and graphs are handled inside. Grid coordinates are taken on the
+unit interval/square: ``x_j = j / n`` in 1-D (the Burgers layout of :mod:`eads.data.pde`) and the
+cell centres ``(i + 1/2) / s`` in 2-D (the Darcy layout).
+
+The seed paper (Liu et al., ICML 2025, Table 2) compares against the rows of the FNO paper
+(Li et al. 2020, arXiv:2010.08895, Table 1/2): NN, FCN, GNO and FNO.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from eads._errors import ConfigError, DataError
+
+__all__ = [
+    "NN",
+    "FCN",
+    "GNO",
+    "FNO",
+    "OPERATORS",
+    "build_operator",
+    "count_parameters",
+    "grid_coordinates",
+]
+
+
+def _check_dim_resolution(dim: int, resolution: int) -> None:
+    if dim not in (1, 2):
+        raise ConfigError(f"dim={dim!r} is not supported; operators take dim 1 or 2.")
+    if not isinstance(resolution, int) or resolution < 2:
+        raise ConfigError(f"resolution={resolution!r} must be an integer of at least 2.")
+
+
+def grid_coordinates(dim: int, resolution: int) -> torch.Tensor:
+    """Grid points as ``(resolution**dim, dim)``: ``j / n`` in 1-D, cell centres in 2-D."""
+    _check_dim_resolution(dim, resolution)
+    if dim == 1:
+        return (torch.arange(resolution, dtype=torch.float32) / resolution)[:, None]
+    c = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
+    gx, gy = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([gx, gy], dim=-1).reshape(-1, 2)  # (s*s, 2), row-major like x.reshape
+
+
+class _GridOperator(nn.Module):
+    """Checks that inputs are ``(batch, n)`` or ``(batch, s, s)`` on the model's grid."""
+
+    def __init__(self, dim: int, resolution: int):
+        super().__init__()
+        _check_dim_resolution(dim, resolution)
+        self.dim = dim
+        self.resolution = resolution
+
+    def _check(self, x: torch.Tensor) -> None:
+        expected = (self.resolution,) * self.dim
+        if x.dim() != self.dim + 1 or tuple(x.shape[1:]) != expected:
+            raise DataError(
+                f"input has shape {tuple(x.shape)}; {type(self).__name__} expects "
+                f"(batch, {', '.join(map(str, expected))})."
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# NN
+# --------------------------------------------------------------------------------------------
+
+
+class NN(_GridOperator):
+    """Fully connected network (multilayer perceptron) baseline.
+
+    ``pointwise=False`` (default): the whole input function, flattened to ``n_points =
+    resolution**dim`` values, goes through ``depth`` hidden layers of ``hidden_width`` GELU units
+    to all ``n_points`` outputs. Parameters: ``(n_points + 1) w + (depth - 1)(w + 1) w +
+    (w + 1) n_points``. It is tied to one resolution.
+
+    ``pointwise=True``: the FNO paper's "NN" row ("a simple point-wise feedforward neural
+    network", Li et al. 2020, Sec. 5): the same MLP applied at every grid point to
+    ``(a(x), x)`` (``dim + 1`` inputs, 1 output). Parameters: ``(dim + 2) w + (depth - 1)(w + 1) w
+    + w + 1``. It cannot see neighbours, so it is a weak, resolution-independent baseline.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        resolution: int,
+        hidden_width: int = 256,
+        depth: int = 3,
+        pointwise: bool = False,
+    ):
+        super().__init__(dim, resolution)
+        if hidden_width < 1 or depth < 1:
+            raise ConfigError(
+                f"hidden_width={hidden_width!r} and depth={depth!r} must be positive integers."
+            )
+        self.pointwise = pointwise
+        n_points = resolution**dim
+        n_in, n_out = (dim + 1, 1) if pointwise else (n_points, n_points)
+        widths = [n_in] + [hidden_width] * depth
+        layers: list[nn.Module] = []
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Linear(w_in, w_out), nn.GELU()]
+        layers.append(nn.Linear(hidden_width, n_out))
+        self.mlp = nn.Sequential(*layers)
+        self.register_buffer("coords", grid_coordinates(dim, resolution), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        b = x.shape[0]
+        flat = x.reshape(b, -1)  # (B, N)
+        if not self.pointwise:
+            return self.mlp(flat).reshape(x.shape)
+        feats = torch.cat(
+            [flat[..., None], self.coords.expand(b, -1, -1).to(flat.dtype)], dim=-1
+        )  # (B, N, dim+1)
+        return self.mlp(feats).reshape(x.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# FCN: dense convolutional encoder-decoder (Zhu & Zabaras 2018)
+# --------------------------------------------------------------------------------------------
+
+
+def _conv_classes(dim: int):
+    if dim == 1:
+        return nn.Conv1d, nn.ConvTranspose1d, nn.BatchNorm1d
+    return nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d
+
+
+class _DenseLayer(nn.Sequential):
+    def __init__(self, dim: int, in_features: int, growth_rate: int):
+        conv, _, norm = _conv_classes(dim)
+        super().__init__(
+            norm(in_features),
+            nn.ReLU(),
+            conv(in_features, growth_rate, kernel_size=3, padding=1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, super().forward(x)], dim=1)  # concatenate new feature maps
+
+
+class FCN(_GridOperator):
+    """Dense convolutional encoder-decoder ("DenseED") of Zhu & Zabaras 2018.
+
+    Y. Zhu and N. Zabaras, "Bayesian deep convolutional encoder-decoder networks for surrogate
+    modeling and uncertainty quantification", J. Comput. Phys. 366 (2018), the "FCN" row of the
+    FNO paper. Follows the authors' code (cics-nd/cnn-surrogate, ``models/dense_ed.py``, default
+    arguments) with its defaults: ``blocks = (3, 6, 3)``, growth rate ``K = 16``,
+    ``init_features = 48``, no bottleneck, no dropout, no output activation:
+
+    * ``In_conv``: conv k7 s2 p3 (the even-size variant), ``in -> 48`` maps, halves the grid;
+    * encoder: dense block of ``blocks[0]`` layers (BN-ReLU-conv3, each adding ``K`` maps), then
+      a down transition (BN-ReLU-conv1 halving the maps, BN-ReLU-conv3 stride 2);
+    * decoder: dense block, up transition (BN-ReLU-conv1 halving the maps, BN-ReLU-convT3 s2 p1
+      op1), dense block, last decoding (BN-ReLU-conv1 halving, BN-ReLU-convT4 s2 p1 to the
+      output channel). All convolutions are bias-free.
+
+    With ``len(blocks) = 2L + 1`` the grid is halved ``L + 1`` times, so ``resolution`` must be a
+    multiple of ``2**(L+1)`` (4 for the defaults). ``dim = 1`` uses the same layers in 1-D (the
+    paper is 2-D only). BatchNorm makes outputs depend on the batch in training mode.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        resolution: int,
+        blocks: tuple[int, ...] = (3, 6, 3),
+        growth_rate: int = 16,
+        init_features: int = 48,
+    ):
+        super().__init__(dim, resolution)
+        if len(blocks) % 2 == 0 or any(b < 1 for b in blocks):
+            raise ConfigError(f"blocks={blocks!r} must be an odd number of positive layer counts.")
+        n_down = len(blocks) // 2 + 1
+        if resolution % (2**n_down):
+            raise ConfigError(
+                f"resolution={resolution!r} must be a multiple of {2**n_down} "
+                f"for blocks={blocks!r}."
+            )
+        conv, convt, norm = _conv_classes(dim)
+        layers: list[nn.Module] = [
+            conv(1, init_features, kernel_size=7, stride=2, padding=3, bias=False)
+        ]
+        c = init_features
+        half = len(blocks) // 2
+        for i, n_layers in enumerate(blocks):
+            for j in range(n_layers):
+                layers.append(_DenseLayer(dim, c + j * growth_rate, growth_rate))
+            c += n_layers * growth_rate
+            down, last = i < half, i == len(blocks) - 1
+            out = c // 2
+            layers += [norm(c), nn.ReLU(), conv(c, out, kernel_size=1, bias=False)]
+            layers += [norm(out), nn.ReLU()]
+            if down:
+                layers.append(conv(out, out, kernel_size=3, stride=2, padding=1, bias=False))
+            elif not last:
+                layers.append(
+                    convt(
+                        out, out, kernel_size=3, stride=2, padding=1, output_padding=1, bias=False
+                    )
+                )
+            else:
+                layers.append(convt(out, 1, kernel_size=4, stride=2, padding=1, bias=False))
+            c = out
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        return self.features(x.unsqueeze(1)).squeeze(1)  # (B, 1, *grid) -> (B, *grid)
+
+
+# --------------------------------------------------------------------------------------------
+# GNO: graph kernel network (Li et al. 2020, arXiv:2003.03485)
+# --------------------------------------------------------------------------------------------
+
+
+def radius_graph(coords: torch.Tensor, radius: float) -> torch.Tensor:
+    """Directed edges ``(2, E)`` (source, target) between points at distance ``<= radius``.
+
+    Self-loops are included, as in the GKN code's ``ball_connectivity``. Dense pairwise distances:
+    fine for the benchmark grids (up to 4096 points).
+    """
+    d = torch.cdist(coords.double(), coords.double())  # (N, N)
+    src, dst = torch.nonzero(d <= radius * (1 + 1e-9), as_tuple=True)
+    return torch.stack([src, dst])
+
+
+class GNO(_GridOperator):
+    """Graph kernel network (GKN/GNO) of Li et al. 2020, "Neural Operator: Graph Kernel Network
+    for Partial Differential Equations" (arXiv:2003.03485), the "GNO" row of the FNO paper.
+
+    Iterates ``v <- ReLU(W v(x) + b + mean_{y in B(x, r)} kappa(x, y, a(x), a(y)) v(y))`` ``depth``
+    times with **one shared** kernel and ``W`` (as the authors' ``KernelNN``), between a lifting
+    ``Linear(dim + 1 -> width)`` of ``(x, a(x))`` and a projection ``Linear(width -> 1)``. The
+    kernel ``kappa`` is an MLP ``[2 dim + 2, kernel_width, kernel_width, width**2]`` with ReLU
+    between layers, read as a ``width x width`` matrix per edge; edge features are
+    ``(x, y, a(x), a(y))``. Mean aggregation over the radius graph (self-loops included) is done
+    with ``index_add_`` (no torch-scatter).
+
+    The authors' Darcy settings (graph-pde, ``UAI1_full_resolution.py``) are ``width = 64``,
+    ``kernel_width = 1024``, ``depth = 6``, ``radius = 0.1``, batch size 1 on a GPU, with three
+    extra node features (smoothed ``a`` and its gradient) that we leave out. The per-edge kernel
+    costs ``batch x E x width**2`` memory, so the defaults here are smaller and CPU-friendly:
+    ``width = 32``, ``kernel_width = 256``, ``depth = 4`` and a radius of 2.5 grid spacings
+    (5 neighbours in 1-D, 21 in 2-D). Pass ``radius=0.1`` for the paper's ball; then it is
+    discretisation-invariant but memory grows with the square of the resolution. Distances are
+    not periodic. Parameters: ``(dim + 2) w + (2 dim + 3) k + (k + 1) k + (k + 1) w**2 +
+    (w + 1) w + w + 1``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        resolution: int,
+        width: int = 32,
+        kernel_width: int = 256,
+        depth: int = 4,
+        radius: float | None = None,
+    ):
+        super().__init__(dim, resolution)
+        if width < 1 or kernel_width < 1 or depth < 1:
+            raise ConfigError(
+                f"width={width!r}, kernel_width={kernel_width!r} and depth={depth!r} must be "
+                "positive integers."
+            )
+        self.width = width
+        self.depth = depth
+        self.radius = 2.5 / resolution if radius is None else float(radius)
+        if self.radius <= 0:
+            raise ConfigError(f"radius={radius!r} must be positive.")
+        coords = grid_coordinates(dim, resolution)  # (N, dim)
+        edges = radius_graph(coords, self.radius)  # (2, E)
+        degree = torch.zeros(coords.shape[0]).index_add_(0, edges[1], torch.ones(edges.shape[1]))
+        self.register_buffer("coords", coords, persistent=False)
+        self.register_buffer("edges", edges, persistent=False)
+        self.register_buffer("inv_degree", 1.0 / degree, persistent=False)
+        self.lift = nn.Linear(dim + 1, width)
+        self.kernel = nn.Sequential(
+            nn.Linear(2 * dim + 2, kernel_width),
+            nn.ReLU(),
+            nn.Linear(kernel_width, kernel_width),
+            nn.ReLU(),
+            nn.Linear(kernel_width, width * width),
+        )
+        self.root = nn.Linear(width, width)  # W and b of the shared layer
+        self.project = nn.Linear(width, 1)
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.edges.shape[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        b = x.shape[0]
+        a = x.reshape(b, -1, 1)  # (B, N, 1)
+        coords = self.coords.to(a.dtype).expand(b, -1, -1)  # (B, N, dim)
+        src, dst = self.edges
+        edge_feats = torch.cat(
+            [coords[:, dst], coords[:, src], a[:, dst], a[:, src]], dim=-1
+        )  # (B, E, 2 dim + 2): (x, y, a(x), a(y)) for the message y -> x
+        k = self.kernel(edge_feats).reshape(b, -1, self.width, self.width)  # (B, E, w, w)
+        v = self.lift(torch.cat([a, coords], dim=-1))  # (B, N, w)
+        inv_deg = self.inv_degree.to(v.dtype)[None, :, None]  # (1, N, 1)
+        for _ in range(self.depth):
+            msg = torch.einsum("bei,beio->beo", v[:, src], k)  # (B, E, w)
+            agg = torch.zeros_like(v).index_add_(1, dst, msg) * inv_deg  # (B, N, w)
+            v = torch.relu(self.root(v) + agg)
+        return self.project(v).reshape(x.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# FNO: wrapper of the maintained neuraloperator package
+# --------------------------------------------------------------------------------------------
+
+
+class FNO(_GridOperator):
+    """Fourier neural operator (Li et al. 2020, arXiv:2010.08895), from ``neuraloperator``.
+
+    A thin wrapper of ``neuralop.models.FNO`` (install the ``pde`` extra), not a rewrite. The
+    defaults are the FNO paper's settings: 4 Fourier layers; ``modes = 16``, ``width = 64`` in 1-D
+    (Burgers) and ``modes = 12``, ``width = 32`` in 2-D (Darcy), the modes capped at
+    ``resolution // 2`` (8 on the 16x16 grid, which resolves no more). ``modes`` counts
+    frequencies as the paper does (``k = 0..modes-1`` in the last dimension, ``|k| < modes`` in
+    the others); it is passed to neuraloperator, whose ``n_modes`` counts both signs, as
+    ``2 modes`` for leading dimensions and ``2 modes - 2`` for the last (kept as
+    ``n_modes // 2 + 1`` rfft coefficients).
+    Lifting and projection, GELU, soft-gated channel MLPs and the grid positional embedding are
+    neuraloperator's defaults, not the 2020 code's exact layers.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        resolution: int,
+        modes: int | None = None,
+        width: int | None = None,
+        n_layers: int = 4,
+        **fno_kwargs,
+    ):
+        super().__init__(dim, resolution)
+        try:
+            from neuralop.models import FNO as _NeuralopFNO  # slow import (~4 s): keep it lazy
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ConfigError(
+                "model 'fno' needs the neuraloperator package; install it with "
+                "`pip install 'eads[pde]'` (or `pip install neuraloperator`)."
+            ) from exc
+        if modes is None:  # the paper's count, capped at what a coarse grid resolves
+            modes = min(16 if dim == 1 else 12, resolution // 2)
+        width = (64 if dim == 1 else 32) if width is None else width
+        if modes < 1 or 2 * modes > resolution or width < 1 or n_layers < 1:
+            raise ConfigError(
+                f"modes={modes!r}, width={width!r}, n_layers={n_layers!r} must be positive and "
+                f"the modes must fit the grid (2*modes <= resolution={resolution})."
+            )
+        self.modes = modes
+        self.width = width
+        n_modes = (2 * modes,) * (dim - 1) + (max(2 * modes - 2, 1),)
+        self.fno = _NeuralopFNO(
+            n_modes=n_modes,
+            in_channels=1,
+            out_channels=1,
+            hidden_channels=width,
+            n_layers=n_layers,
+            **fno_kwargs,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        return self.fno(x.unsqueeze(1)).squeeze(1)  # (B, 1, *grid) -> (B, *grid)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+OPERATORS: dict[str, type[_GridOperator]] = {"nn": NN, "fcn": FCN, "gno": GNO, "fno": FNO}
+"""Benchmark names to model classes; each is called as ``cls(dim, resolution, **hp)``."""
+
+
+def build_operator(name: str, dim: int, resolution: int, **hyperparameters) -> nn.Module:
+    """Build the baseline ``name`` for a ``dim``-D problem on a grid of ``resolution`` points
+    per side; ``hyperparameters`` go to the model's constructor (see each class)."""
+    if name not in OPERATORS:
+        raise ConfigError(
+            f"operator name={name!r} is unknown; valid names are {sorted(OPERATORS)}."
+        )
+    try:
+        return OPERATORS[name](dim, resolution, **hyperparameters)
+    except TypeError as exc:
+        raise ConfigError(
+            f"hyperparameters {sorted(hyperparameters)} are not all accepted by {name!r}: {exc}."
+        ) from exc
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable scalars."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
