@@ -12,7 +12,10 @@ from eads.solve._base import (
     Tape,
     make_solver,
 )
+from eads.solve.sde import EulerMaruyama
 from eads.solve.settle import settle
+
+SOLVERS["euler-maruyama"] = EulerMaruyama
 
 __all__ = [
     "RK4",
@@ -21,6 +24,7 @@ __all__ = [
     "AbstractSolver",
     "Dopri5",
     "Euler",
+    "EulerMaruyama",
     "Midpoint",
     "Solution",
     "Tape",
