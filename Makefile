@@ -1,7 +1,7 @@
 # Quick start:  make demo   (set up, then run the main job)  |  make test  (set up, then test)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= dev,pde,spatiotemporal,llm
+EXTRAS ?= dev,pde,spatiotemporal,llm,distributed
 
 .PHONY: setup demo test test-all system-deps lint bench clean
 

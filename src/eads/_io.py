@@ -54,6 +54,9 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -
 
 
 def _json_default(obj: Any) -> Any:
+    # arrays and tensors with elements first: their ``item()`` raises for more than one element
+    if hasattr(obj, "tolist") and getattr(obj, "ndim", 0) > 0:
+        return obj.tolist()
     if hasattr(obj, "item"):
         return obj.item()
     if hasattr(obj, "tolist"):

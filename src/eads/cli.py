@@ -31,7 +31,11 @@ def main() -> None:
     from eads._errors import EADSError
 
     try:
-        app(standalone_mode=False)
+        rv = app(standalone_mode=False)
+        if isinstance(rv, int) and rv:  # typer returns 130 for Ctrl-C in this mode
+            if rv == 130:
+                typer.echo("interrupted", err=True)
+            sys.exit(rv)
     except EADSError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

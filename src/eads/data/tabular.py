@@ -107,6 +107,12 @@ def _read_csv(path, inputs, outputs, require_outputs):
             raise DataError(
                 f"Column {name!r} is not in {str(path)!r}; its columns are {header}."
             )
+    for i, r in enumerate(rows[1:]):
+        if len(r) != len(header):
+            raise DataError(
+                f"{str(path)!r}: every row must have {len(header)} values; "
+                f"row {i} has {len(r)}."
+            )
     try:
         body = np.array([[float(v) if v.strip() else np.nan for v in r] for r in rows[1:]])
     except ValueError as exc:
@@ -136,7 +142,8 @@ def _read_npz(path, inputs, outputs, require_outputs):
             if name not in keys:
                 raise DataError(f"Key {name!r} is not in {str(path)!r}; its keys are {keys}.")
             a = np.asarray(arrays[name], dtype=np.float64)
-            parts.append(a.reshape(a.shape[0], -1) if a.ndim > 1 else a[:, None])
+            width = int(np.prod(a.shape[1:]))  # explicit: reshape(n, -1) fails for n = 0
+            parts.append(a.reshape(a.shape[0], width) if a.ndim > 1 else a[:, None])
         n = {p.shape[0] for p in parts}
         if len(n) > 1:
             raise DataError(f"Arrays {list(names)} in {str(path)!r} differ in length: {sorted(n)}.")

@@ -39,4 +39,7 @@ def build_model(
 
 
 def default_trainer_for(kind: str) -> str:
-    return {"eads": "ectrain", "npgl": "likelihood", "mlp": "backprop"}[kind]
+    defaults = {"eads": "ectrain", "npgl": "likelihood", "mlp": "backprop"}
+    if kind not in defaults:
+        raise ConfigError(f"model kind must be one of {tuple(defaults)}, got {kind!r}.")
+    return defaults[kind]

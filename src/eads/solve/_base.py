@@ -182,9 +182,10 @@ class Midpoint(AbstractFixedStep):
 class RK4(AbstractFixedStep):
     """The classical 4-stage Runge-Kutta method, order 4 (for smooth fields).
 
-    Where the diode states switch inside a step the field is only piecewise smooth and the
-    observed order drops to about 2; prefer more steps over an adaptive method when gradients
-    must be exact for the simulated circuit.
+    Where the diode states switch inside a step the field is only piecewise smooth: the observed
+    order of the state drops to about 2, and that of the parameter gradient (which depends on the
+    switching times) to about 1 (tests/circuit/test_adjoint.py). Choose the step count by the
+    gradient error you need, not by habit.
     """
 
     name, order = "rk4", 4

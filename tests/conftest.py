@@ -1,0 +1,51 @@
+"""Shared test helpers: float64 oracles, seeded generators, one CPU thread.
+
+The suite runs on 2 shared CPU cores; torch is pinned to one thread so that timings stay
+predictable and seeded runs repeat bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+F64 = torch.float64
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``|a - b| / |b|`` in the Frobenius norm (float64)."""
+    a, b = a.detach().to(F64), b.detach().to(F64)
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+def max_rel_err(grads: dict, ref: dict, keys=("P", "J", "Q")) -> float:
+    """The worst relative error over a dict of gradients."""
+    return max(rel_err(grads[k], ref[k]) for k in keys)
+
+
+def fitted_order(steps, errors) -> float:
+    """Slope of log(error) against log(dt) with dt proportional to 1 / steps."""
+    dt = 1.0 / np.asarray(steps, dtype=float)
+    return float(np.polyfit(np.log(dt), np.log(np.asarray(errors, dtype=float)), 1)[0])
+
+
+@pytest.fixture
+def gen():
+    """A seeded torch generator (seed 1234)."""
+    return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def rng():
+    """A seeded numpy generator (seed 1234)."""
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
