@@ -1,16 +1,15 @@
 """Core throughput: EADS inference and EC-Train against torchdiffeq on the identical model.
 
-    python benchmarks/bench_core.py [--hidden 32 128 512] [--batch 1024] [--out FILE]
+    python benchmarks/bench_core.py [--hidden 32 128 512] [--batch 1024] [--target 2e-3]
 
 For each hidden size H (N = M = 32 inputs/outputs, T = 1, float32, batch B):
 
-* reference gradient: float64 EC-Train with 256 RK4 steps (the continuous-time limit to ~1e-10);
-* for each method, the gradient's relative error against it, at the step count we choose;
+* reference gradient: float64 EC-Train with 512 RK4 steps (the continuous-time limit);
+* each method takes the smallest step count whose gradient error (relative, on 128 samples)
+  is at most ``--target`` -- steps chosen by accuracy, not by habit;
 * throughput in samples/s of inference (``model(x)``) and of one training gradient, for
-  eads (RK4, stored tape, adjoint circuit), torchdiffeq ``odeint`` (rk4, backprop through the
+  eads (RK38, stored tape, adjoint circuit), torchdiffeq ``odeint`` (rk4, backprop through the
   solver) and ``odeint_adjoint`` (rk4, continuous adjoint that re-integrates h backwards);
-* "equal accuracy": torchdiffeq's step count is raised until its gradient error is at most
-  ours, and the throughput ratio is taken there;
 * the counted FLOPs of an EC-Train step (6 K S B H^2 for forward, adjoint and dJ, plus the linear
   stages) divided by time, as a fraction of this machine's measured float32 matmul rate.
 
@@ -81,31 +80,48 @@ def tdq_grads(model, x, y, steps, adjoint):
     return {k: getattr(model, k).grad.clone() for k in "PJQ"}
 
 
-def bench_hidden(H: int, B: int, steps: int, peak: float) -> dict:
+STEP_LADDER = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+
+
+def steps_for(error_of, target: float) -> tuple[int, float]:
+    """The smallest step count on the ladder whose gradient error is at most ``target``."""
+    for s in STEP_LADDER:
+        err = error_of(s)
+        if err <= target:
+            return s, err
+    return s, err
+
+
+def bench_hidden(H: int, B: int, target: float, peak: float) -> dict:
     N = M = 32
     torch.manual_seed(0)
     x64, y64 = torch.randn(B, N, dtype=torch.float64), torch.randn(B, M, dtype=torch.float64)
-    ref_model = eads.EADS(N, H, M, seed=0, dtype=torch.float64, solver=eads.RK4(256))
-    ref = eads.ectrain_gradients(ref_model, x64, y64)
-    model = eads.EADS(N, H, M, seed=0, solver=eads.RK4(steps))
+    # Gradient errors on the first 128 samples (a float64 reference at 512 steps for the whole
+    # batch would dominate the run); throughput on the full batch.
+    xe, ye = x64[:128], y64[:128]
+    ref_model = eads.EADS(N, H, M, seed=0, dtype=torch.float64, solver=eads.RK4(512))
+    ref = eads.ectrain_gradients(ref_model, xe, ye)
     x, y = x64.float(), y64.float()
-    out = {"H": H, "B": B, "eads_steps": steps}
+    xf, yf = xe.float(), ye.float()
+    out = {"H": H, "B": B, "target_grad_error": target, "grad_error_samples": 128}
 
-    g = eads.ectrain_gradients(model, x, y)
-    out["eads_grad_error"] = rel({k: v.double() for k, v in g.items()}, ref)
+    def ours(s):
+        m = eads.EADS(N, H, M, seed=0, solver=eads.RK38(s))
+        return rel({k: v.double() for k, v in eads.ectrain_gradients(m, xf, yf).items()}, ref)
+
+    steps, out["eads_grad_error"] = steps_for(ours, target)
+    out["eads_steps"] = steps
+    model = eads.EADS(N, H, M, seed=0, solver=eads.RK38(steps))
     with torch.no_grad():
         out["eads_infer_sps"] = B / timeit(lambda: model(x))
     out["eads_train_sps"] = B / timeit(lambda: eads.ectrain_gradients(model, x, y))
 
-    # torchdiffeq at our step count, then raised to match our gradient error
     for name, adj in (("odeint", False), ("odeint_adjoint", True)):
-        s = steps
-        err = rel({k: v.double() for k, v in tdq_grads(model, x, y, s, adj).items()}, ref)
-        while err > out["eads_grad_error"] * 1.05 and s < 64:
-            s *= 2
-            err = rel({k: v.double() for k, v in tdq_grads(model, x, y, s, adj).items()}, ref)
+        def theirs(s, adj=adj):
+            return rel({k: v.double() for k, v in tdq_grads(model, xf, yf, s, adj).items()}, ref)
+
+        s, out[f"{name}_grad_error"] = steps_for(theirs, target)
         out[f"{name}_steps"] = s
-        out[f"{name}_grad_error"] = err
         out[f"{name}_train_sps"] = B / timeit(lambda s=s, adj=adj: tdq_grads(model, x, y, s, adj))
         out[f"ratio_train_vs_{name}"] = out["eads_train_sps"] / out[f"{name}_train_sps"]
     from torchdiffeq import odeint
@@ -120,8 +136,7 @@ def bench_hidden(H: int, B: int, steps: int, peak: float) -> dict:
 
     out["odeint_infer_sps"] = B / timeit(tdq_infer)
     out["ratio_infer_vs_odeint"] = out["eads_infer_sps"] / out["odeint_infer_sps"]
-    stages = 4
-    flops = 6 * steps * stages * B * H * H + 2 * 2 * B * H * (N + M)
+    flops = 6 * steps * 4 * B * H * H + 2 * 2 * B * H * (N + M)
     out["train_flops"] = flops
     out["fraction_of_matmul_rate"] = flops * out["eads_train_sps"] / B / peak
     return out
@@ -131,13 +146,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hidden", type=int, nargs="+", default=[32, 128, 512])
     ap.add_argument("--batch", type=int, default=1024)
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--target", type=float, default=2e-3, help="gradient error to reach")
     ap.add_argument("--out", default="benchmarks/results/core.json")
     args = ap.parse_args()
     peak = matmul_rate()
     rows = []
     for H in args.hidden:
-        row = bench_hidden(H, args.batch, args.steps, peak)
+        row = bench_hidden(H, args.batch, args.target, peak)
         rows.append(row)
         print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}))
     result = {

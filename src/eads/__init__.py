@@ -27,12 +27,14 @@ from eads.learn import (
     fit,
     fit_online,
 )
-from eads.solve import RK4, Dopri5, Euler, Midpoint
+from eads.solve import RK4, RK38, Dopri5, Euler, EulerMaruyama, Midpoint
 
 __all__ = [
     "EADS",
     "NPGL",
     "RK4",
+    "RK38",
+    "EulerMaruyama",
     "Backprop",
     "CheckpointError",
     "ConditionalLikelihood",

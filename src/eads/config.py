@@ -33,7 +33,7 @@ class ModelConfig:
     kind: str = "eads"  #: "eads", "npgl" or "mlp" (the digital reference)
     n_hidden: int = 64  #: hidden nodes (EADS) or hidden width (MLP)
     duration: float = 1.0  #: coupling-stage duration T, in node time constants
-    solver: str = "rk4"  #: integrator of the coupling stage (see eads.solve.SOLVERS)
+    solver: str = "rk38"  #: integrator of the coupling stage (see eads.solve.SOLVERS)
     n_steps: int = 8  #: fixed steps over [0, T] for fixed-step solvers
     stages: str = "equilibrium"  #: "equilibrium" (closed forms) or "transient"
     coupling_init: float = 0.5  #: std of J's initial entries times sqrt(H)

@@ -38,6 +38,7 @@ def exact_linear(A, y0, t):
         (eads.Euler, 1, [16, 32, 64, 128, 256]),
         (eads.Midpoint, 2, [8, 16, 32, 64, 128]),
         (eads.RK4, 4, [8, 16, 32, 64, 128]),
+        (eads.RK38, 4, [8, 16, 32, 64, 128]),
     ],
 )
 def test_convergence_order_on_linear_ode(solver, order, steps):
@@ -63,6 +64,7 @@ def test_convergence_order_on_time_dependent_ode():
         (eads.Euler, 1, [32, 64, 128, 256]),
         (eads.Midpoint, 2, [64, 128, 256, 512]),  # small leading term: asymptotic late
         (eads.RK4, 4, [16, 32, 64, 128]),
+        (eads.RK38, 4, [128, 256, 512]),  # small leading term: asymptotic late
     ):
         errors = [
             rel_err(solver(n).integrate(lambda t, y: math.cos(t) * y, y0, 0.0, 3.0).y, exact)

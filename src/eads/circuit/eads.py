@@ -39,7 +39,7 @@ from torch import nn
 
 from eads._errors import ConfigError
 from eads.circuit._checks import check_batch, check_positive, check_size, check_stable
-from eads.solve import RK4, AbstractSolver, Solution, settle
+from eads.solve import RK38, AbstractSolver, Solution, settle
 
 _STAGE_MODES = ("equilibrium", "transient")
 
@@ -58,9 +58,9 @@ class EADS(nn.Module):
 
     ``model(x)`` anneals the circuit with inputs ``x (batch, n_inputs)`` clamped and returns the
     outputs ``y (batch, n_outputs)``. The coupling stage is integrated by ``solver`` (a strategy
-    object, default ``RK4(n_steps=8)``); the forward pass is differentiable by autograd (the
-    digital baseline, :class:`eads.Backprop`), and :func:`eads.ectrain_gradients` computes the
-    same gradient the way the hardware does, through the adjoint circuit.
+    object, default ``RK38(n_steps=8)``, the 3/8 rule); the forward pass is differentiable by
+    autograd (the digital baseline, :class:`eads.Backprop`), and :func:`eads.ectrain_gradients`
+    computes the same gradient the way the hardware does, through the adjoint circuit.
 
     Initial conductances: ``P ~ N(0, 1/N)``, ``Q ~ N(0, 1/H)``, ``J ~ N(0, coupling_init^2 / H)``
     so that the coupling stage grows states by at most about ``exp(coupling_init * T)``.
@@ -103,7 +103,7 @@ class EADS(nn.Module):
         if solver is not None and not isinstance(solver, AbstractSolver):
             raise ConfigError(f"solver must be a solver object such as RK4(), got {solver!r}.")
         self.stages = stages
-        self.solver = solver or RK4(n_steps=8)
+        self.solver = solver or RK38(n_steps=8)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         H, N, M = n_hidden, n_inputs, n_outputs
 

@@ -2,6 +2,7 @@
 
 from eads.solve._base import (
     RK4,
+    RK38,
     SOLVERS,
     AbstractFixedStep,
     AbstractSolver,
@@ -19,6 +20,7 @@ SOLVERS["euler-maruyama"] = EulerMaruyama
 
 __all__ = [
     "RK4",
+    "RK38",
     "SOLVERS",
     "AbstractFixedStep",
     "AbstractSolver",

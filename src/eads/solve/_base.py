@@ -194,6 +194,20 @@ class RK4(AbstractFixedStep):
     c = (0.0, 0.5, 0.5, 1.0)
 
 
+class RK38(AbstractFixedStep):
+    """Kutta's 3/8 rule, a 4-stage method of order 4 (torchdiffeq's ``rk4``).
+
+    Its stages sit at ``t + dt/3`` and ``t + 2 dt/3``; with switching diodes its gradient error
+    is often smaller than the classical RK4's at the same step count
+    (``benchmarks/bench_core.py``).
+    """
+
+    name, order = "rk38", 4
+    a = ((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0))
+    b = (1 / 8, 3 / 8, 3 / 8, 1 / 8)
+    c = (0.0, 1 / 3, 2 / 3, 1.0)
+
+
 class Dopri5(AbstractSolver):
     """Dormand-Prince 5(4) with error control, order 5.
 
@@ -269,6 +283,7 @@ SOLVERS: dict[str, type[AbstractSolver]] = {
     "euler": Euler,
     "midpoint": Midpoint,
     "rk4": RK4,
+    "rk38": RK38,
     "dopri5": Dopri5,
 }
 
