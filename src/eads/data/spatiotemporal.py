@@ -932,7 +932,7 @@ def _to_numpy(a) -> np.ndarray:
 
 
 def forecast_metrics(
-    prediction, target, mask=None, *, zeros_as_missing: bool = False
+    prediction, target, mask=None, *, zeros_as_missing: bool = False, mape_floor: float = 1e-4
 ) -> ForecastMetrics:
     """Masked MAE, RMSE and MAPE of ``prediction`` against ``target``, both ``(B, horizon, N)``.
 
@@ -940,7 +940,8 @@ def forecast_metrics(
     ``zeros_as_missing``, the target is not exactly 0. For each horizon step ``h`` over its
     valid entries: ``MAE_h = mean|p - y|``, ``RMSE_h = sqrt(mean (p - y)^2)``,
     ``MAPE_h = 100 mean |p - y| / |y|`` where MAPE always leaves out targets equal to 0 (it is
-    undefined there). The reported averages are the means of the per-step values over the steps
+    undefined there), and also targets with ``|y| < mape_floor`` (sz_taxi holds speeds of 1e-17
+    that are zero up to rounding and would dominate it). The reported averages are the means of the per-step values over the steps
     that have valid entries (Graph WaveNet's and MTGNN's convention). Accumulation is float64.
     """
     p = _to_numpy(prediction).astype(np.float64)
@@ -956,7 +957,7 @@ def forecast_metrics(
     valid = valid & np.isfinite(y)
     if zeros_as_missing:
         valid = valid & (y != 0)
-    nonzero = valid & (y != 0)
+    nonzero = valid & (np.abs(y) >= mape_floor)
     err = np.where(valid, p - y, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         n = valid.sum(axis=(0, 2)).astype(np.float64)  # (horizon,)
