@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 EXTRAS ?= dev,pde,spatiotemporal,llm,distributed
 
-.PHONY: setup demo test test-all system-deps lint bench clean
+.PHONY: setup demo test test-slow system-deps lint bench clean
 
 $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,8 +28,8 @@ demo: setup
 test: setup system-deps
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=15
 
-test-all: setup system-deps
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "not gpu"
+test-slow: setup system-deps
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "slow and not gpu" --durations=10
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
