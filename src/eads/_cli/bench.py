@@ -69,13 +69,19 @@ def attention(
         None, help="Local Hugging Face causal-LM directory (e.g. GPT-2); default SmolLM2 GGUF."
     ),
     layers: Optional[str] = typer.Option(None, help="Comma-separated layer indices."),
+    models: Optional[str] = typer.Option(None, help="Comma-separated: eads,npgl,mean."),
+    n_eval: Optional[int] = typer.Option(None, help="LAMBADA evaluation passages."),
+    n_train: Optional[int] = typer.Option(None, help="LAMBADA passages for training pairs."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs per layer."),
 ):
     """Attention kernels replaced by EADS: LAMBADA perplexity per layer (seed paper Table 3)."""
     from eads.tasks.attention import run_benchmark
 
     d = _run_dir(run_dir, "attention")
+    overrides = {k: v for k, v in
+                 {"n_eval": n_eval, "n_train": n_train, "epochs": epochs}.items() if v is not None}
     typer.echo(run_benchmark(d, quick=quick, executor=executor, address=address,
-                             checkpoint=checkpoint, layers=layers))
+                             checkpoint=checkpoint, layers=layers, models=models, **overrides))
     typer.echo(f"run directory: {d}")
 
 

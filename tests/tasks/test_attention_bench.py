@@ -1,0 +1,149 @@
+"""The attention-kernel benchmark pipeline (eads.tasks.attention) on a tiny random Llama model.
+
+CI needs no model wheel: the test builds a randomly initialised Llama-architecture model (2
+layers, hidden 32; SmolLM2's architecture at toy size) and a word-level tokenizer in memory, and
+passes them to ``run_benchmark(lm=...)`` with synthetic LAMBADA-style passages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("transformers", reason="the llm extra (pip install eads[llm]) is missing")
+pytest.importorskip("tokenizers", reason="the llm extra (pip install eads[llm]) is missing")
+pytest.importorskip("matplotlib", reason="matplotlib draws the benchmark's plots")
+
+from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+
+from eads import ConfigError  # noqa: E402
+from eads.baselines.lm import LoadedLM  # noqa: E402
+from eads.tasks import attention as at  # noqa: E402
+
+WORDS = [
+    "[UNK]", "[PAD]", "the", "cat", "sat", "on", "mat", "dog", "ran", "to", "a", "big", "red",
+    "house", "and", "then", "it", "was", "end", ".", ",", "she", "said", "he", "saw", "bird",
+]  # fmt: skip
+
+
+def _tiny_lm() -> LoadedLM:
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(WORDS),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
+    return LoadedLM(LlamaForCausalLM(config).eval(), tokenizer)
+
+
+def _passages(n: int = 40) -> list[str]:
+    gen = torch.Generator().manual_seed(1)
+    words = WORDS[2:]
+    out = []
+    for _ in range(n):
+        k = int(torch.randint(8, 20, (1,), generator=gen))
+        idx = torch.randint(len(words), (k,), generator=gen).tolist()
+        out.append(" ".join(words[i] for i in idx))
+    return out
+
+
+TINY = dict(n_eval=6, n_train=24, max_tokens_per_layer=300, epochs=2, npgl_epochs=2, hidden=16)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("bench") / "run"
+    lm, passages = _tiny_lm(), _passages()
+    table = at.run_benchmark(run_dir, quick=True, lm=lm, passages=passages, progress=False, **TINY)
+    return run_dir, table, lm, passages
+
+
+def test_quick_run_writes_the_table_with_the_original_row(quick_run):
+    run_dir, table, _, _ = quick_run
+    for name in ("config.json", "meta.json", "results.json", "results.csv", "summary.json",
+                 "table.txt", "plots/degradation.png", "plots/cost.png"):  # fmt: skip
+        assert (run_dir / name).is_file(), name
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    assert [(r["layer"], r["model"]) for r in rows] == [
+        (None, "original"), (0, "eads"), (0, "npgl"), (1, "eads"), (1, "npgl"),
+    ]  # fmt: skip
+    assert all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]
+    orig = rows[0]
+    assert orig["ppl_ratio"] == pytest.approx(1.0) and orig["delta_accuracy"] == 0
+    for r in rows:
+        assert math.isfinite(r["perplexity"]) and r["perplexity"] > 1
+        assert 0 <= r["accuracy"] <= 1
+        assert r["ppl_ratio"] == pytest.approx(r["perplexity"] / orig["perplexity"])
+    for r in rows[1:]:
+        assert r["train_time_s"] > 0 and r["sim_ms_per_token"] > 0
+        assert r["attention_ms_per_token"] > 0
+    eads_rows = [r for r in rows if r["model"] == "eads"]
+    assert all(r["hw_us_per_token"] > 0 and r["hw_train_time_s"] > 0 for r in eads_rows)
+    assert eads_rows[0]["n_inputs"] == at.WINDOW * 32 + 1
+    assert [r for r in rows if r["model"] == "npgl"][0]["n_inputs"] == 32 + 1
+    assert "original" in table and "EADS" in table and "NP-GL" in table
+    config = json.loads((run_dir / "config.json").read_text())
+    split = config["split"]
+    assert not set(split["eval_index"]) & set(split["train_index"])
+    assert (split["n_eval"], split["n_train"]) == (6, 24)
+
+
+def test_original_row_matches_the_unreplaced_model(quick_run):
+    from eads.baselines.lm import lambada_perplexity, split_passages
+
+    run_dir, _, lm, passages = quick_run
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    split = split_passages(passages, n_eval=6, n_train=24, seed=0)
+    res = lambada_perplexity(lm.model, lm.tokenizer, split.eval)
+    assert rows[0]["perplexity"] == pytest.approx(res.perplexity, rel=1e-5)
+
+
+def test_rerun_skips_finished_cells(quick_run):
+    run_dir, table, lm, passages = quick_run
+    stamps = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells").glob("*.json")}
+    again = at.run_benchmark(run_dir, quick=True, lm=lm, passages=passages, progress=False, **TINY)
+    assert again == table
+    assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells").glob("*.json")} == stamps
+
+
+def test_bad_layer_index_is_a_one_sentence_error(tmp_path):
+    lm = _tiny_lm()
+    for bad in ("2", "0,-1", "x"):
+        with pytest.raises(ConfigError, match=r"layer"):
+            at.run_benchmark(tmp_path / "r", lm=lm, passages=_passages(), layers=bad, **TINY)
+    with pytest.raises(ConfigError, match=r"2 attention layers.*0\.\.1"):
+        at.run_benchmark(tmp_path / "r", lm=lm, passages=_passages(), layers=[5], **TINY)
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_checkpoint_dir_and_settings_are_one_sentence_errors(tmp_path):
+    from eads import DataError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no causal language model"):
+        at.run_benchmark(tmp_path / "r", checkpoint=tmp_path / "empty")
+    with pytest.raises(ConfigError, match="Unknown settings"):
+        at.run_benchmark(tmp_path / "r", lm=_tiny_lm(), passages=_passages(), n_evals=3)
+    with pytest.raises(ConfigError, match="unknown models"):
+        at.run_benchmark(tmp_path / "r", lm=_tiny_lm(), passages=_passages(), models="gpt")
+
+
+def test_standardised_map_undoes_the_scaling():
+    model = torch.nn.Identity()
+    xm, xs = torch.tensor([1.0, 2.0]), torch.tensor([2.0, 4.0])
+    ym, ys = torch.tensor([10.0, -1.0]), torch.tensor([3.0, 0.5])
+    f = at.StandardisedMap(model, xm, xs, ym, ys)
+    x = torch.tensor([[3.0, 6.0]])
+    assert torch.allclose(f(x), torch.tensor([[13.0, -0.5]]))
