@@ -48,6 +48,11 @@ class History:
     train_time_s: float = 0.0
 
 
+def _snapshot(model: nn.Module) -> dict:
+    """A copy of the state dict (tensors cloned; e.g. neuraloperator adds a ``_metadata`` dict)."""
+    return {k: v.detach().clone() if torch.is_tensor(v) else v for k, v in model.state_dict().items()}
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
@@ -91,8 +96,8 @@ def save_training_state(path, model, opt, best, history: History) -> None:
     Optimiser tensors go in as ``optim.<param index>.<key>``; 0-d tensors (Adam's step count)
     and the param groups go in the JSON metadata.
     """
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors.update({f"best.{k}": v for k, v in best.items()})
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items() if torch.is_tensor(v)}
+    tensors.update({f"best.{k}": v for k, v in best.items() if torch.is_tensor(v)})
     osd = opt.state_dict()
     scalars: dict[str, dict[str, float]] = {}
     for idx, entry in osd["state"].items():
@@ -154,7 +159,7 @@ def fit(
     trainer.check_model(model)
     opt = make_optimizer(model, config)
     history = History()
-    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best = _snapshot(model)
     if resume:
         if checkpoint is None or not Path(checkpoint).is_file():
             raise CheckpointError(f"Cannot resume: checkpoint {str(checkpoint)!r} does not exist.")
@@ -192,7 +197,7 @@ def fit(
             current = history.train_loss[-1]
         if current < history.best_val:
             history.best_val, history.best_epoch = current, epoch
-            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best = _snapshot(model)
         elif config.patience and epoch - history.best_epoch >= config.patience:
             history.stopped_early = True
         history.epochs_run = epoch + 1

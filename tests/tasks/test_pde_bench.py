@@ -1,0 +1,108 @@
+"""Smoke test of the PDE benchmark pipeline: a tiny grid end to end, resume, bad names."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+
+import pytest
+
+from eads._errors import ConfigError
+from eads.tasks import pde
+from eads.tasks.pde import PDEBenchmarkConfig, build_cells, npgl_local_mask, run_benchmark
+
+TINY_DATA = PDEBenchmarkConfig(n_train=24, n_test=6, quick_data=True, burgers_solver="cole_hopf")
+TINY_BUDGETS = {m: dataclasses.replace(b, epochs=2) for m, b in pde.QUICK_BUDGETS.items()}
+MODELS = "eads,eads_backprop,npgl,nn"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EADS_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_tiny_benchmark_writes_a_complete_table_and_resumes(tmp_path, cache):
+    run_dir = tmp_path / "run"
+    kwargs = dict(quick=True, models=MODELS, data=TINY_DATA, budgets=TINY_BUDGETS, progress=False)
+    text = run_benchmark(run_dir, **kwargs)
+
+    for name in ("config.json", "meta.json", "results.csv", "results.json"):
+        assert (run_dir / name).is_file(), name
+    for name in ("predictions_burgers", "predictions_darcy", "error_vs_resolution", "cost"):
+        assert (run_dir / "plots" / f"{name}.png").is_file(), name
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    expected = {(d, r, m) for d, r in pde.QUICK_RESOLUTIONS.items() for m in MODELS.split(",")}
+    assert {(r["dataset"], r["resolution"], r["model"]) for r in rows} == expected
+    for row in rows:
+        assert row["status"] == "ok", row
+        for key in ("test_mae", "test_rel_l2", "train_time_s", "latency_s_per_sample"):
+            assert math.isfinite(row[key]) and row[key] >= 0, (key, row)
+        assert row["epochs"] == 2
+        assert row["device"].startswith("cpu")
+    with open(run_dir / "results.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == len(expected)
+    assert "eads" in text and "darcy" in text
+
+    # Rerunning into the same directory skips every finished cell (their files stay untouched).
+    cells = sorted((run_dir / "cells").glob("*.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in cells}
+    run_benchmark(run_dir, **kwargs)
+    assert {p: p.stat().st_mtime_ns for p in cells} == stamps
+
+
+def test_ectrain_and_backprop_see_the_same_data(tmp_path, cache):
+    """Both EADS trainers compute the same gradient, so on the same splits they agree."""
+    run_benchmark(
+        tmp_path / "run",
+        quick=True,
+        datasets="burgers",
+        models="eads,eads_backprop",
+        data=TINY_DATA,
+        budgets=TINY_BUDGETS,
+        progress=False,
+        plots=False,
+    )
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
+    a, b = (r["test_mae"] for r in rows)
+    assert a == pytest.approx(b, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "valid"),
+    [
+        ({"datasets": "burgers,navier_stokes"}, "darcy"),
+        ({"models": "eads,transformer"}, "fno"),
+        ({"resolutions": "256,512"}, "1024"),
+        ({"resolutions": "256,abc"}, "4096"),
+    ],
+)
+def test_unknown_names_raise_listing_the_valid_ones(kwargs, valid):
+    with pytest.raises(ConfigError, match=valid):
+        build_cells(**kwargs)
+
+
+def test_unknown_model_in_budgets_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="valid models"):
+        run_benchmark(tmp_path, budgets={"mlp": TINY_BUDGETS["nn"]}, progress=False)
+
+
+def test_grid_and_cell_ids():
+    full = build_cells()
+    assert len(full) == 2 * 3 * len(pde.MODELS)
+    quick = build_cells(quick=True)
+    assert {c.params["resolution"] for c in quick} == set(pde.QUICK_RESOLUTIONS.values())
+    assert len({c.id for c in full}) == len(full)
+    # A changed budget is a different cell, never a stale result.
+    other = build_cells(budgets={**pde.FULL_BUDGETS, "eads": TINY_BUDGETS["eads"]})
+    assert full[0].id != other[0].id
+
+
+def test_npgl_local_mask_is_symmetric_and_local():
+    m1 = npgl_local_mask(1, 16, radius=2)  # (32, 32)
+    assert m1.shape == (32, 32) and bool((m1 == m1.T).all())
+    assert m1[16 + 0, 15] == 1 and m1[16 + 0, 3] == 0  # periodic: 0 and 15 are neighbours
+    m2 = npgl_local_mask(2, 8, radius=1)  # (128, 128)
+    assert m2.shape == (128, 128) and bool((m2 == m2.T).all())
+    assert int(m2[0, :64].sum()) == 4  # corner: itself, right, above, diagonal
