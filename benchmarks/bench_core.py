@@ -75,8 +75,15 @@ def tdq_grads(model, x, y, steps, adjoint):
         p.grad = None
     h0 = x @ model.P.T
     if adjoint:
-        hT = odeint_adjoint(field, h0, t, method="rk4", options=opts,
-                            adjoint_params=(model.J,), adjoint_options=opts)[-1]
+        hT = odeint_adjoint(
+            field,
+            h0,
+            t,
+            method="rk4",
+            options=opts,
+            adjoint_params=(model.J,),
+            adjoint_options=opts,
+        )[-1]
     else:
         hT = odeint(field, h0, t, method="rk4", options=opts)[-1]
     loss = ((hT @ model.Q - y) ** 2).mean()
@@ -121,6 +128,7 @@ def bench_hidden(H: int, B: int, target: float, peak: float) -> dict:
     out["eads_train_sps"] = B / timeit(lambda: eads.ectrain_gradients(model, x, y))
 
     for name, adj in (("odeint", False), ("odeint_adjoint", True)):
+
         def theirs(s, adj=adj):
             return rel({k: v.double() for k, v in tdq_grads(model, xf, yf, s, adj).items()}, ref)
 
@@ -134,8 +142,9 @@ def bench_hidden(H: int, B: int, target: float, peak: float) -> dict:
         with torch.no_grad():
             h0 = x @ model.P.T
             f = lambda t, h: torch.relu(h @ model.J.T)  # noqa: E731
-            hT = odeint(f, h0, torch.tensor([0.0, 1.0]), method="rk4",
-                        options={"step_size": 1.0 / steps})[-1]
+            hT = odeint(
+                f, h0, torch.tensor([0.0, 1.0]), method="rk4", options={"step_size": 1.0 / steps}
+            )[-1]
             return hT @ model.Q
 
     out["odeint_infer_sps"] = B / timeit(tdq_infer)
@@ -158,11 +167,14 @@ def main() -> None:
     for H in args.hidden:
         peak = max(peak, matmul_rate())  # re-measured beside each row: the machine may be shared
         row = bench_hidden(H, args.batch, args.target, peak)
-        row["fraction_of_matmul_rate"] = row["train_flops"] * row["eads_train_sps"] / row["B"] / peak
+        row["fraction_of_matmul_rate"] = (
+            row["train_flops"] * row["eads_train_sps"] / row["B"] / peak
+        )
         rows.append(row)
         print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}))
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": f"{platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads",
         "torch": torch.__version__,
         "revision": git_revision(),
         "matmul_rate_flops": peak,

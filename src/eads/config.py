@@ -112,7 +112,8 @@ class RunConfig:
             unknown = set(table) - known
             if unknown:
                 raise ConfigError(
-                    f"Unknown setting(s) {sorted(unknown)} in [{name}]; valid ones are {sorted(known)}."
+                    f"Unknown setting(s) {sorted(unknown)} in [{name}]; "
+                    f"valid ones are {sorted(known)}."
                 )
             for key in ("inputs", "outputs"):
                 if key in table:
@@ -120,7 +121,9 @@ class RunConfig:
             parts[name] = kind(**table)
         unknown = set(d) - {"model", "train", "data"}
         if unknown:
-            raise ConfigError(f"Unknown config table(s) {sorted(unknown)}; valid: model, train, data.")
+            raise ConfigError(
+                f"Unknown config table(s) {sorted(unknown)}; valid: model, train, data."
+            )
         return cls(**parts)
 
     def replace(self, **overrides: dict[str, Any]) -> RunConfig:

@@ -90,18 +90,26 @@ class EADSRegressor:
             X, Y, val_fraction=self.val_fraction, test_fraction=0.0, seed=self.seed
         )
         self.x_scaler_, self.y_scaler_ = s.x_scaler, s.y_scaler
-        mcfg = ModelConfig(kind=self.model, n_hidden=self.n_hidden, duration=self.duration,
-                           n_steps=self.n_steps)
+        mcfg = ModelConfig(
+            kind=self.model, n_hidden=self.n_hidden, duration=self.duration, n_steps=self.n_steps
+        )
         tcfg = TrainConfig(
-            trainer=self.trainer or default_trainer_for(self.model), epochs=self.epochs,
-            batch_size=self.batch_size, lr=self.lr, optimizer=self.optimizer,
-            patience=self.patience, seed=self.seed,
+            trainer=self.trainer or default_trainer_for(self.model),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            patience=self.patience,
+            seed=self.seed,
         )
         self.model_ = build_model(mcfg, X.shape[1], Y.shape[1], seed=self.seed)
         val = (torch.from_numpy(s.x_val), torch.from_numpy(s.y_val)) if len(s.x_val) else None
         self.history_: History = fit(
-            self.model_, make_trainer(tcfg.trainer),
-            (torch.from_numpy(s.x_train), torch.from_numpy(s.y_train)), val, tcfg,
+            self.model_,
+            make_trainer(tcfg.trainer),
+            (torch.from_numpy(s.x_train), torch.from_numpy(s.y_train)),
+            val,
+            tcfg,
             progress=self.progress,
         )
         return self

@@ -35,11 +35,18 @@ def git_revision() -> str:
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=here, capture_output=True, text=True, timeout=5, check=True,
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here, capture_output=True, text=True, timeout=5,
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -123,5 +130,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             metadata = fh.metadata() or {}
         state = json.loads(metadata.get("state", "{}"))
     except Exception as exc:  # safetensors raises several types for a damaged file
-        raise CheckpointError(f"Checkpoint {str(path)!r} is corrupt or unreadable ({exc}).") from None
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} is corrupt or unreadable ({exc})."
+        ) from None
     return tensors, state

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,72 +15,104 @@ _EXECUTOR = typer.Option("local", help="local (default, no Ray) or ray.")
 _ADDRESS = typer.Option(None, help="Ray cluster address (with --executor ray).")
 
 
-def _run_dir(run_dir: Optional[Path], task: str) -> Path:
+def _run_dir(run_dir: Path | None, task: str) -> Path:
     return run_dir or Path("runs") / time.strftime(f"bench-{task}-%Y%m%d-%H%M%S")
 
 
 @bench.command()
 def pde(
-    run_dir: Optional[Path] = _RUN_DIR,
+    run_dir: Path | None = _RUN_DIR,
     quick: bool = _QUICK,
     executor: str = _EXECUTOR,
-    address: Optional[str] = _ADDRESS,
-    datasets: Optional[str] = typer.Option(None, help="Comma-separated: burgers,darcy."),
-    models: Optional[str] = typer.Option(None, help="Comma-separated model names."),
-    resolutions: Optional[str] = typer.Option(None, help="Comma-separated resolutions."),
+    address: str | None = _ADDRESS,
+    datasets: str | None = typer.Option(None, help="Comma-separated: burgers,darcy."),
+    models: str | None = typer.Option(None, help="Comma-separated model names."),
+    resolutions: str | None = typer.Option(None, help="Comma-separated resolutions."),
 ):
     """PDE operator learning (seed paper Table 2): Burgers and Darcy at three resolutions."""
     from eads.tasks.pde import run_benchmark
 
     d = _run_dir(run_dir, "pde")
-    typer.echo(run_benchmark(d, quick=quick, executor=executor, address=address,
-                             datasets=datasets, models=models, resolutions=resolutions))
+    typer.echo(
+        run_benchmark(
+            d,
+            quick=quick,
+            executor=executor,
+            address=address,
+            datasets=datasets,
+            models=models,
+            resolutions=resolutions,
+        )
+    )
     typer.echo(f"run directory: {d}")
 
 
 @bench.command()
 def spatiotemporal(
-    run_dir: Optional[Path] = _RUN_DIR,
+    run_dir: Path | None = _RUN_DIR,
     quick: bool = _QUICK,
     executor: str = _EXECUTOR,
-    address: Optional[str] = _ADDRESS,
-    datasets: Optional[str] = typer.Option(None, help="Comma-separated data set names."),
-    models: Optional[str] = typer.Option(None, help="Comma-separated model names."),
-    pems04: Optional[Path] = typer.Option(None, help="Path of pems04.npz (key 'data')."),
-    pems08: Optional[Path] = typer.Option(None, help="Path of pems08.npz (key 'data')."),
+    address: str | None = _ADDRESS,
+    datasets: str | None = typer.Option(None, help="Comma-separated data set names."),
+    models: str | None = typer.Option(None, help="Comma-separated model names."),
+    pems04: Path | None = typer.Option(None, help="Path of pems04.npz (key 'data')."),
+    pems08: Path | None = typer.Option(None, help="Path of pems08.npz (key 'data')."),
 ):
     """Spatio-temporal graph forecasting (seed paper Table 1)."""
     from eads.tasks.spatiotemporal import run_benchmark
 
     d = _run_dir(run_dir, "spatiotemporal")
-    typer.echo(run_benchmark(d, quick=quick, executor=executor, address=address,
-                             datasets=datasets, models=models, pems04=pems04, pems08=pems08))
+    typer.echo(
+        run_benchmark(
+            d,
+            quick=quick,
+            executor=executor,
+            address=address,
+            datasets=datasets,
+            models=models,
+            pems04=pems04,
+            pems08=pems08,
+        )
+    )
     typer.echo(f"run directory: {d}")
 
 
 @bench.command()
 def attention(
-    run_dir: Optional[Path] = _RUN_DIR,
+    run_dir: Path | None = _RUN_DIR,
     quick: bool = _QUICK,
     executor: str = _EXECUTOR,
-    address: Optional[str] = _ADDRESS,
-    checkpoint: Optional[Path] = typer.Option(
+    address: str | None = _ADDRESS,
+    checkpoint: Path | None = typer.Option(
         None, help="Local Hugging Face causal-LM directory (e.g. GPT-2); default SmolLM2 GGUF."
     ),
-    layers: Optional[str] = typer.Option(None, help="Comma-separated layer indices."),
-    models: Optional[str] = typer.Option(None, help="Comma-separated: eads,npgl,mean."),
-    n_eval: Optional[int] = typer.Option(None, help="LAMBADA evaluation passages."),
-    n_train: Optional[int] = typer.Option(None, help="LAMBADA passages for training pairs."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs per layer."),
+    layers: str | None = typer.Option(None, help="Comma-separated layer indices."),
+    models: str | None = typer.Option(None, help="Comma-separated: eads,npgl,mean."),
+    n_eval: int | None = typer.Option(None, help="LAMBADA evaluation passages."),
+    n_train: int | None = typer.Option(None, help="LAMBADA passages for training pairs."),
+    epochs: int | None = typer.Option(None, help="Training epochs per layer."),
 ):
     """Attention kernels replaced by EADS: LAMBADA perplexity per layer (seed paper Table 3)."""
     from eads.tasks.attention import run_benchmark
 
     d = _run_dir(run_dir, "attention")
-    overrides = {k: v for k, v in
-                 {"n_eval": n_eval, "n_train": n_train, "epochs": epochs}.items() if v is not None}
-    typer.echo(run_benchmark(d, quick=quick, executor=executor, address=address,
-                             checkpoint=checkpoint, layers=layers, models=models, **overrides))
+    overrides = {
+        k: v
+        for k, v in {"n_eval": n_eval, "n_train": n_train, "epochs": epochs}.items()
+        if v is not None
+    }
+    typer.echo(
+        run_benchmark(
+            d,
+            quick=quick,
+            executor=executor,
+            address=address,
+            checkpoint=checkpoint,
+            layers=layers,
+            models=models,
+            **overrides,
+        )
+    )
     typer.echo(f"run directory: {d}")
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 
-def _split(names: Optional[str]) -> Optional[list[str]]:
+def _split(names: str | None) -> list[str] | None:
     return [n.strip() for n in names.split(",") if n.strip()] if names else None
 
 
@@ -17,24 +16,24 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def fit(
         data: Path = typer.Argument(..., help="CSV (with a header) or NPZ file."),
-        inputs: Optional[str] = typer.Option(None, help="Input columns/keys, comma-separated."),
-        outputs: Optional[str] = typer.Option(None, help="Output columns/keys, comma-separated."),
-        model: Optional[str] = typer.Option(None, help="eads, npgl or mlp."),
-        trainer: Optional[str] = typer.Option(None, help="ectrain, backprop or likelihood."),
-        hidden: Optional[int] = typer.Option(None, help="Hidden nodes (EADS) / width (MLP)."),
-        duration: Optional[float] = typer.Option(None, help="Coupling duration T."),
-        solver: Optional[str] = typer.Option(None, help="euler, midpoint, rk4 or dopri5."),
-        steps: Optional[int] = typer.Option(None, help="Fixed solver steps over [0, T]."),
-        epochs: Optional[int] = typer.Option(None),
-        batch_size: Optional[int] = typer.Option(None, help="1 = per-sample updates."),
-        lr: Optional[float] = typer.Option(None),
-        optimizer: Optional[str] = typer.Option(None, help="sgd or adam."),
-        patience: Optional[int] = typer.Option(None, help="Early-stopping patience (0: off)."),
-        val_fraction: Optional[float] = typer.Option(None),
-        test_fraction: Optional[float] = typer.Option(None),
-        seed: Optional[int] = typer.Option(None),
-        config: Optional[Path] = typer.Option(None, help="TOML file with [model] [train] [data]."),
-        run_dir: Optional[Path] = typer.Option(None, help="Default: runs/fit-<time>."),
+        inputs: str | None = typer.Option(None, help="Input columns/keys, comma-separated."),
+        outputs: str | None = typer.Option(None, help="Output columns/keys, comma-separated."),
+        model: str | None = typer.Option(None, help="eads, npgl or mlp."),
+        trainer: str | None = typer.Option(None, help="ectrain, backprop or likelihood."),
+        hidden: int | None = typer.Option(None, help="Hidden nodes (EADS) / width (MLP)."),
+        duration: float | None = typer.Option(None, help="Coupling duration T."),
+        solver: str | None = typer.Option(None, help="euler, midpoint, rk4 or dopri5."),
+        steps: int | None = typer.Option(None, help="Fixed solver steps over [0, T]."),
+        epochs: int | None = typer.Option(None),
+        batch_size: int | None = typer.Option(None, help="1 = per-sample updates."),
+        lr: float | None = typer.Option(None),
+        optimizer: str | None = typer.Option(None, help="sgd or adam."),
+        patience: int | None = typer.Option(None, help="Early-stopping patience (0: off)."),
+        val_fraction: float | None = typer.Option(None),
+        test_fraction: float | None = typer.Option(None),
+        seed: int | None = typer.Option(None),
+        config: Path | None = typer.Option(None, help="TOML file with [model] [train] [data]."),
+        run_dir: Path | None = typer.Option(None, help="Default: runs/fit-<time>."),
         resume: bool = typer.Option(False, help="Continue an interrupted run in --run-dir."),
         online: bool = typer.Option(False, help="Streaming: predict each sample, then learn."),
         quiet: bool = typer.Option(False, help="No progress bar."),
@@ -48,13 +47,30 @@ def register(app: typer.Typer) -> None:
         base = load_toml(config) if config else RunConfig()
         kind = model or base.model.kind
         cfg = base.replace(
-            model={"kind": kind, "n_hidden": hidden, "duration": duration, "solver": solver,
-                   "n_steps": steps},
-            train={"trainer": trainer or (base.train.trainer if config else default_trainer_for(kind)),
-                   "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
-                   "patience": patience, "seed": seed},
-            data={"path": str(data), "inputs": _split(inputs), "outputs": _split(outputs),
-                  "val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed},
+            model={
+                "kind": kind,
+                "n_hidden": hidden,
+                "duration": duration,
+                "solver": solver,
+                "n_steps": steps,
+            },
+            train={
+                "trainer": trainer or (base.train.trainer if config else default_trainer_for(kind)),
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "lr": lr,
+                "optimizer": optimizer,
+                "patience": patience,
+                "seed": seed,
+            },
+            data={
+                "path": str(data),
+                "inputs": _split(inputs),
+                "outputs": _split(outputs),
+                "val_fraction": val_fraction,
+                "test_fraction": test_fraction,
+                "seed": seed,
+            },
         )
         if resume and run_dir is None:
             from eads._errors import ConfigError
@@ -76,20 +92,24 @@ def register(app: typer.Typer) -> None:
         else:
             metrics = fit_run(cfg, run_dir, resume=resume, online=online, progress=not quiet)
         if online:
-            typer.echo(f"online: final running MSE {metrics['online_final_running_mse']:.4g} "
-                       "(standardised units)")
+            typer.echo(
+                f"online: final running MSE {metrics['online_final_running_mse']:.4g} "
+                "(standardised units)"
+            )
         for split in ("train", "val", "test"):
             if split in metrics:
                 m = metrics[split]
-                typer.echo(f"{split:>5}: MAE {m['mae']:.4g}  RMSE {m['rmse']:.4g}  "
-                           f"relative MSE {m['relative_mse']:.4g}  (n={m['n']})")
+                typer.echo(
+                    f"{split:>5}: MAE {m['mae']:.4g}  RMSE {m['rmse']:.4g}  "
+                    f"relative MSE {m['relative_mse']:.4g}  (n={m['n']})"
+                )
         typer.echo(f"run directory: {run_dir}")
 
     @app.command()
     def predict(
         run_dir: Path = typer.Argument(..., help="A run directory written by `eads fit`."),
         data: Path = typer.Argument(..., help="CSV/NPZ holding the input columns/keys."),
-        out: Optional[Path] = typer.Option(None, help="Write predictions to this CSV."),
+        out: Path | None = typer.Option(None, help="Write predictions to this CSV."),
     ):
         """Predict outputs for new inputs with a trained run."""
         from eads.tasks.fit import predict_run
@@ -103,8 +123,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def demo(
-        run_dir: Optional[Path] = typer.Option(None, help="Default: runs/demo-<time>."),
-        epochs: Optional[int] = typer.Option(None, help="Override every model's epoch budget."),
+        run_dir: Path | None = typer.Option(None, help="Default: runs/demo-<time>."),
+        epochs: int | None = typer.Option(None, help="Override every model's epoch budget."),
         seed: int = typer.Option(0),
         quiet: bool = typer.Option(False),
     ):
@@ -114,8 +134,10 @@ def register(app: typer.Typer) -> None:
         from eads.tasks.demo import format_table, run_demo
 
         run_dir = run_dir or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-        typer.echo("Task: viscous Burgers map u0 -> u(t=0.2), nu=0.02, 32 points (Cole-Hopf); "
-                   "1000 train / 200 test.")
+        typer.echo(
+            "Task: viscous Burgers map u0 -> u(t=0.2), nu=0.02, 32 points (Cole-Hopf); "
+            "1000 train / 200 test."
+        )
         rows = run_demo(run_dir, seed=seed, epochs=epochs, progress=not quiet)
         typer.echo(format_table(rows))
         typer.echo(f"(CPU, {torch.get_num_threads()} threads; run directory: {run_dir})")

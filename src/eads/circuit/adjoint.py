@@ -87,8 +87,10 @@ def adjoint_gradients(
             dk = a * (dt * b[i]) if b[i] != 0.0 else None  # dL/dk_i
             for j in range(i + 1, n_stages):
                 if j < len(A) and i < len(A[j]) and A[j][i] != 0.0 and g[j] is not None:
-                    dk = dk.add_(g[j], alpha=dt * A[j][i]) if dk is not None else g[j] * (
-                        dt * A[j][i]
+                    dk = (
+                        dk.add_(g[j], alpha=dt * A[j][i])
+                        if dk is not None
+                        else g[j] * (dt * A[j][i])
                     )
             if dk is None:
                 continue

@@ -109,7 +109,9 @@ class EADS(nn.Module):
 
         def init(shape, std):
             return nn.Parameter(
-                (torch.randn(shape, generator=gen, dtype=torch.float64) * std).to(device=device, dtype=dtype)
+                (torch.randn(shape, generator=gen, dtype=torch.float64) * std).to(
+                    device=device, dtype=dtype
+                )
             )
 
         self.P = init((H, N), 1 / math.sqrt(N))

@@ -79,7 +79,8 @@ class NPGL(nn.Module):
             mask = torch.as_tensor(mask, dtype=dtype, device=device)
             if mask.shape != (D, D):
                 raise ConfigError(
-                    f"mask must have shape ({D}, {D}) (inputs then outputs), got {tuple(mask.shape)}."
+                    f"mask must have shape ({D}, {D}) (inputs then outputs), "
+                    f"got {tuple(mask.shape)}."
                 )
             offdiag = offdiag * (mask != 0).to(dtype)
         self.register_buffer("mask", offdiag)

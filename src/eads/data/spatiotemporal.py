@@ -941,8 +941,9 @@ def forecast_metrics(
     valid entries: ``MAE_h = mean|p - y|``, ``RMSE_h = sqrt(mean (p - y)^2)``,
     ``MAPE_h = 100 mean |p - y| / |y|`` where MAPE always leaves out targets equal to 0 (it is
     undefined there), and also targets with ``|y| < mape_floor`` (sz_taxi holds speeds of 1e-17
-    that are zero up to rounding and would dominate it). The reported averages are the means of the per-step values over the steps
-    that have valid entries (Graph WaveNet's and MTGNN's convention). Accumulation is float64.
+    that are zero up to rounding and would dominate it). The reported averages are the means of
+    the per-step values over the steps that have valid entries (Graph WaveNet's and MTGNN's
+    convention). Accumulation is float64.
     """
     p = _to_numpy(prediction).astype(np.float64)
     y = _to_numpy(target).astype(np.float64)

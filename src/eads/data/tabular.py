@@ -66,7 +66,10 @@ def _check_finite(path: Path, name: str, a: np.ndarray) -> None:
 
 
 def read_table(
-    path: str | Path, inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = (), *,
+    path: str | Path,
+    inputs: tuple[str, ...] = (),
+    outputs: tuple[str, ...] = (),
+    *,
     require_outputs: bool = True,
 ) -> Table:
     """Read inputs and outputs from a CSV or NPZ file (see the module docstring)."""
@@ -104,14 +107,11 @@ def _read_csv(path, inputs, outputs, require_outputs):
         inputs = tuple(h for h in header if h not in outputs)
     for name in (*inputs, *outputs):
         if name not in header:
-            raise DataError(
-                f"Column {name!r} is not in {str(path)!r}; its columns are {header}."
-            )
+            raise DataError(f"Column {name!r} is not in {str(path)!r}; its columns are {header}.")
     for i, r in enumerate(rows[1:]):
         if len(r) != len(header):
             raise DataError(
-                f"{str(path)!r}: every row must have {len(header)} values; "
-                f"row {i} has {len(r)}."
+                f"{str(path)!r}: every row must have {len(header)} values; row {i} has {len(r)}."
             )
     try:
         body = np.array([[float(v) if v.strip() else np.nan for v in r] for r in rows[1:]])
@@ -185,8 +185,12 @@ def split_and_standardize(
     tr, va, te = order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
     xs, ys = Standardizer.fit(x[tr]), Standardizer.fit(y[tr])
     return Splits(
-        xs.transform(x[tr]), ys.transform(y[tr]),
-        xs.transform(x[va]), ys.transform(y[va]),
-        xs.transform(x[te]), ys.transform(y[te]),
-        xs, ys,
+        xs.transform(x[tr]),
+        ys.transform(y[tr]),
+        xs.transform(x[va]),
+        ys.transform(y[va]),
+        xs.transform(x[te]),
+        ys.transform(y[te]),
+        xs,
+        ys,
     )

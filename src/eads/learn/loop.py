@@ -50,7 +50,9 @@ class History:
 
 def _snapshot(model: nn.Module) -> dict:
     """A copy of the state dict (tensors cloned; e.g. neuraloperator adds a ``_metadata`` dict)."""
-    return {k: v.detach().clone() if torch.is_tensor(v) else v for k, v in model.state_dict().items()}
+    return {
+        k: v.detach().clone() if torch.is_tensor(v) else v for k, v in model.state_dict().items()
+    }
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -119,7 +121,9 @@ def load_training_state(path, model, opt) -> tuple[dict[str, torch.Tensor], Hist
     try:
         model.load_state_dict(model_sd)
     except RuntimeError as exc:
-        raise CheckpointError(f"Checkpoint {str(path)!r} does not fit this model ({exc}).") from None
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} does not fit this model ({exc})."
+        ) from None
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
     opt_state: dict[int, dict] = {}
     for key, value in tensors.items():

@@ -20,8 +20,12 @@ def build_model(
     """The model a :class:`ModelConfig` describes, initialised from ``seed``."""
     if cfg.kind == "eads":
         if cfg.solver not in SOLVERS:
-            raise ConfigError(f"Unknown solver {cfg.solver!r}; valid solvers are {sorted(SOLVERS)}.")
-        kwargs = {"n_steps": cfg.n_steps} if issubclass(SOLVERS[cfg.solver], AbstractFixedStep) else {}
+            raise ConfigError(
+                f"Unknown solver {cfg.solver!r}; valid solvers are {sorted(SOLVERS)}."
+            )
+        kwargs = (
+            {"n_steps": cfg.n_steps} if issubclass(SOLVERS[cfg.solver], AbstractFixedStep) else {}
+        )
         return EADS(
             n_inputs,
             cfg.n_hidden,

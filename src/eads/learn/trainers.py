@@ -66,9 +66,14 @@ class ECTrain(AbstractTrainer):
 
 
 def _autograd(model: nn.Module, loss: torch.Tensor) -> dict[str, torch.Tensor]:
-    names, params = zip(*[(n, p) for n, p in model.named_parameters() if p.requires_grad])
+    names, params = zip(
+        *[(n, p) for n, p in model.named_parameters() if p.requires_grad], strict=True
+    )
     grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return {n: (g if g is not None else torch.zeros_like(p)) for n, p, g in zip(names, params, grads)}
+    return {
+        n: (g if g is not None else torch.zeros_like(p))
+        for n, p, g in zip(names, params, grads, strict=True)
+    }
 
 
 class Backprop(AbstractTrainer):

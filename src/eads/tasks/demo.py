@@ -22,17 +22,32 @@ from eads.runs import RunDir
 
 #: (label, model config, train config) of each demo entry; budgets fixed and stated.
 DEMO_MODELS = (
-    ("EADS (EC-Train)", ModelConfig(kind="eads", n_hidden=64),
-     TrainConfig(trainer="ectrain", epochs=40, lr=3e-3)),
-    ("NP-GL (cond. likelihood)", ModelConfig(kind="npgl"),
-     TrainConfig(trainer="likelihood", epochs=40, lr=1e-2)),
-    ("MLP (backprop)", ModelConfig(kind="mlp", n_hidden=64),
-     TrainConfig(trainer="backprop", epochs=40, lr=3e-3)),
+    (
+        "EADS (EC-Train)",
+        ModelConfig(kind="eads", n_hidden=64),
+        TrainConfig(trainer="ectrain", epochs=40, lr=3e-3),
+    ),
+    (
+        "NP-GL (cond. likelihood)",
+        ModelConfig(kind="npgl"),
+        TrainConfig(trainer="likelihood", epochs=40, lr=1e-2),
+    ),
+    (
+        "MLP (backprop)",
+        ModelConfig(kind="mlp", n_hidden=64),
+        TrainConfig(trainer="backprop", epochs=40, lr=3e-3),
+    ),
 )
 
 
-def run_demo(run_dir: str | Path, *, seed: int = 0, epochs: int | None = None,
-             n_samples: int = 1200, progress: bool = True) -> list[dict]:
+def run_demo(
+    run_dir: str | Path,
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    n_samples: int = 1200,
+    progress: bool = True,
+) -> list[dict]:
     """Run the demo into ``run_dir``; returns one row per model."""
     x, y = burgers_demo(n_samples, seed=seed)
     s = split_and_standardize(x, y, val_fraction=0.1, test_fraction=1 / 6, seed=seed)
@@ -54,14 +69,16 @@ def run_demo(run_dir: str | Path, *, seed: int = 0, epochs: int | None = None,
             infer_s = (time.perf_counter() - t0) / len(pred)
         p = s.y_scaler.inverse(pred)
         rel_l2 = np.linalg.norm(p - y_true, axis=1) / np.linalg.norm(y_true, axis=1)
-        rows.append({
-            "model": label,
-            "test_mae": float(np.abs(p - y_true).mean()),
-            "test_relative_l2": float(rel_l2.mean()),
-            "epochs": hist.epochs_run,
-            "train_time_s": train_s,
-            "inference_us_per_sample": 1e6 * infer_s,
-        })
+        rows.append(
+            {
+                "model": label,
+                "test_mae": float(np.abs(p - y_true).mean()),
+                "test_relative_l2": float(rel_l2.mean()),
+                "epochs": hist.epochs_run,
+                "train_time_s": train_s,
+                "inference_us_per_sample": 1e6 * infer_s,
+            }
+        )
     run.write_json("metrics.json", {"rows": rows})
     return rows
 

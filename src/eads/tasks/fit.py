@@ -71,14 +71,15 @@ def fit_run(
     table = read_table(config.data.path, config.data.inputs, config.data.outputs)
     config = config.replace(data={"inputs": list(table.inputs), "outputs": list(table.outputs)})
     s = split_and_standardize(
-        table.x, table.y, val_fraction=config.data.val_fraction,
-        test_fraction=config.data.test_fraction, seed=config.data.seed,
+        table.x,
+        table.y,
+        val_fraction=config.data.val_fraction,
+        test_fraction=config.data.test_fraction,
+        seed=config.data.seed,
     )
     if not resume:
         run = RunDir.create(run_dir, config.to_dict(), config.train.seed)
-    run.write_json(
-        "standardizer.json", {"x": s.x_scaler.to_dict(), "y": s.y_scaler.to_dict()}
-    )
+    run.write_json("standardizer.json", {"x": s.x_scaler.to_dict(), "y": s.y_scaler.to_dict()})
     model = build_model(config.model, table.x.shape[1], table.y.shape[1], seed=config.train.seed)
     trainer = make_trainer(config.train.trainer)
     trainer.check_model(model)
@@ -87,24 +88,36 @@ def fit_run(
     if online:
         stream_x = np.concatenate([s.x_train, s.x_val])
         stream_y = np.concatenate([s.y_train, s.y_val])
-        res = fit_online(model, trainer, torch.from_numpy(stream_x), torch.from_numpy(stream_y),
-                         config.train, progress=progress)
+        res = fit_online(
+            model,
+            trainer,
+            torch.from_numpy(stream_x),
+            torch.from_numpy(stream_y),
+            config.train,
+            progress=progress,
+        )
         run.write_json("online.json", {"errors": res.errors, "running": res.running})
         metrics["online_final_running_mse"] = float(res.running[-1])
         metrics["online_mean_mse"] = float(res.errors.mean())
     else:
         history = fit(
-            model, trainer,
+            model,
+            trainer,
             (torch.from_numpy(s.x_train), torch.from_numpy(s.y_train)),
             (torch.from_numpy(s.x_val), torch.from_numpy(s.y_val)) if len(s.x_val) else None,
-            config.train, checkpoint=run.checkpoint, resume=resume, progress=progress,
+            config.train,
+            checkpoint=run.checkpoint,
+            resume=resume,
+            progress=progress,
         )
         run.write_json("history.json", asdict(history))
         metrics["epochs_run"] = history.epochs_run
         metrics["best_epoch"] = history.best_epoch
     metrics["train_time_s"] = time.perf_counter() - t0
     for name, (x, y) in {
-        "train": (s.x_train, s.y_train), "val": (s.x_val, s.y_val), "test": (s.x_test, s.y_test)
+        "train": (s.x_train, s.y_train),
+        "val": (s.x_val, s.y_val),
+        "test": (s.x_test, s.y_test),
     }.items():
         if len(x):
             metrics[name] = _metrics(model, x, y, s.y_scaler)
@@ -136,7 +149,9 @@ def load_trained(run_dir: str | Path):
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:
-        raise CheckpointError(f"{MODEL_FILE} in {str(run.path)!r} does not fit its config ({exc}).")
+        raise CheckpointError(
+            f"{MODEL_FILE} in {str(run.path)!r} does not fit its config ({exc})."
+        ) from None
     model.eval()
     return model, config, xs, ys
 
