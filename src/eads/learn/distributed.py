@@ -374,8 +374,8 @@ def _fit_run_rank(config_dict: dict, run_dir: str, resume: bool, progress: bool)
     from eads.config import RunConfig
     from eads.data.tabular import read_table, split_and_standardize
     from eads.learn.registry import build_model, make_trainer
-    from eads.runs import RunDir, save_checkpoint
-    from eads.tasks.fit import MODEL_FILE, _metrics
+    from eads.runs import RunDir
+    from eads.tasks.fit import finish_run
 
     rank, world = dist.get_rank(), dist.get_world_size()
     run_dir = Path(run_dir)
@@ -433,19 +433,4 @@ def _fit_run_rank(config_dict: dict, run_dir: str, resume: bool, progress: bool)
         "world_size": world,
     }
     run.write_json("history.json", asdict(history))
-    for name, (x, y) in {
-        "train": (s.x_train, s.y_train),
-        "val": (s.x_val, s.y_val),
-        "test": (s.x_test, s.y_test),
-    }.items():
-        if len(x):
-            metrics[name] = _metrics(model, x, y, s.y_scaler)
-    save_checkpoint(run.path / MODEL_FILE, dict(model.state_dict()), {"kind": config.model.kind})
-    run.write_json("metrics.json", metrics)
-    try:
-        from eads.report.plots import plot_run
-
-        plot_run(run.path)
-    except Exception as exc:  # a plot must never lose a finished run
-        log.warning("could not draw plots: %s", exc)
-    return metrics
+    return finish_run(run, model, s, config, metrics)

@@ -114,6 +114,11 @@ def fit_run(
         metrics["epochs_run"] = history.epochs_run
         metrics["best_epoch"] = history.best_epoch
     metrics["train_time_s"] = time.perf_counter() - t0
+    return finish_run(run, model, s, config, metrics)
+
+
+def finish_run(run: RunDir, model, s, config: RunConfig, metrics: dict) -> dict:
+    """Evaluate every split, write the model, metrics and plots: the end of any fit."""
     for name, (x, y) in {
         "train": (s.x_train, s.y_train),
         "val": (s.x_val, s.y_val),
