@@ -55,6 +55,18 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -
         writer(tmp)
 
 
+def atomic_write_csv(path: str | os.PathLike, rows: list[dict], fields: list[str]) -> None:
+    """Atomically write ``rows`` as CSV with the given columns (extra keys are left out)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
 def _json_default(obj: Any) -> Any:
     # arrays and tensors with elements first: their ``item()`` raises for more than one element
     if hasattr(obj, "tolist") and getattr(obj, "ndim", 0) > 0:

@@ -42,9 +42,7 @@ against the original) and ``plots/cost.png`` (our Figure 6: training time and la
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import json
 import logging
 import math
@@ -59,7 +57,7 @@ import torch
 from torch import nn
 
 from eads._errors import ConfigError
-from eads._io import atomic_write_json, atomic_write_text
+from eads._io import atomic_write_csv, atomic_write_json, atomic_write_text
 from eads.tasks.executor import Cell, run_cells
 
 log = logging.getLogger(__name__)
@@ -571,15 +569,6 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=_CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow(r)
-    atomic_write_text(path, buf.getvalue())
-
-
 # --------------------------------------------------------------------------------------------
 # Plots (read the run directory only)
 # --------------------------------------------------------------------------------------------
@@ -811,7 +800,7 @@ def run_benchmark(
     table = format_table(rows)
     wall = time.perf_counter() - t0
     atomic_write_json(run_dir / "results.json", {"rows": rows, "wall_s_this_call": wall})
-    _write_csv(run_dir / "results.csv", rows)
+    atomic_write_csv(run_dir / "results.csv", rows, _CSV_FIELDS)
     atomic_write_text(run_dir / "table.txt", table + "\n")
     summary_config = {k: v for k, v in config.items() if k != "split"}
     summary_config["split"] = {k: v for k, v in config["split"].items() if k != "train_index"}

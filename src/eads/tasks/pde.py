@@ -38,7 +38,6 @@ what the cells wrote (:func:`write_report`), never by training.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -54,7 +53,7 @@ import torch
 from torch import nn
 
 from eads._errors import ConfigError
-from eads._io import atomic_write_json, atomic_write_with
+from eads._io import atomic_write_csv, atomic_write_json, atomic_write_with
 from eads.tasks.executor import Cell, run_cells
 
 log = logging.getLogger(__name__)
@@ -602,13 +601,7 @@ def write_report(run_dir: str | Path, cells: list[Cell] | None = None, plots: bo
     rows.sort(key=lambda r: (r["dataset"], r["resolution"], order.get(r["model"], 99)))
     atomic_write_json(run_dir / "results.json", {"columns": list(COLUMNS), "rows": rows})
 
-    def write_csv(path):
-        with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(COLUMNS), extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
-
-    atomic_write_with(run_dir / "results.csv", write_csv)
+    atomic_write_csv(run_dir / "results.csv", rows, list(COLUMNS))
     if plots:
         plot_results(run_dir, rows)
     return rows

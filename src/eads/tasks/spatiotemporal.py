@@ -47,9 +47,7 @@ cap, the epoch cap or early stopping ended each run).
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import json
 import logging
 import math
@@ -62,7 +60,7 @@ import numpy as np
 import torch
 
 from eads._errors import ConfigError
-from eads._io import atomic_write_json, atomic_write_text
+from eads._io import atomic_write_csv, atomic_write_json, atomic_write_text
 from eads.tasks.executor import Cell, run_cells
 
 log = logging.getLogger(__name__)
@@ -752,15 +750,6 @@ def format_table(rows: list[dict], claims: list[dict], skipped: dict[str, str]) 
     return "\n".join(lines)
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=_CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow(r)
-    atomic_write_text(path, buf.getvalue())
-
-
 # --------------------------------------------------------------------------------------------
 # Plots (read the run directory only)
 # --------------------------------------------------------------------------------------------
@@ -952,7 +941,7 @@ def run_benchmark(
         },
     )
     atomic_write_json(run_dir / "relative.json", claims)
-    _write_csv(run_dir / "results.csv", rows)
+    atomic_write_csv(run_dir / "results.csv", rows, _CSV_FIELDS)
     atomic_write_text(run_dir / "table.txt", table + "\n")
     plot_results(run_dir)
     return table
