@@ -28,11 +28,21 @@ def pde(
     datasets: str | None = typer.Option(None, help="Comma-separated: burgers,darcy."),
     models: str | None = typer.Option(None, help="Comma-separated model names."),
     resolutions: str | None = typer.Option(None, help="Comma-separated resolutions."),
+    n_train: int = typer.Option(1000, help="Training instances (validation carved from them)."),
+    n_test: int = typer.Option(200, help="Test instances."),
+    burgers_solver: str = typer.Option("split_step", help="split_step (ETDRK4) or cole_hopf."),
+    darcy_fine_intervals: int | None = typer.Option(None, help="Darcy fine grid (default 256)."),
 ):
     """PDE operator learning (seed paper Table 2): Burgers and Darcy at three resolutions."""
-    from eads.tasks.pde import run_benchmark
+    from eads.tasks.pde import PDEBenchmarkConfig, run_benchmark
 
     d = _run_dir(run_dir, "pde")
+    data = PDEBenchmarkConfig(
+        n_train=n_train,
+        n_test=n_test,
+        burgers_solver=burgers_solver,
+        darcy_fine_intervals=darcy_fine_intervals,
+    )
     typer.echo(
         run_benchmark(
             d,
@@ -42,6 +52,7 @@ def pde(
             datasets=datasets,
             models=models,
             resolutions=resolutions,
+            data=None if quick else data,  # --quick uses its own small data settings
         )
     )
     typer.echo(f"run directory: {d}")
