@@ -14,6 +14,8 @@ from eads._errors import (
     ConfigError,
     DataError,
     EADSError,
+    MissingExtraError,
+    SpiceError,
     UnstableCircuitError,
 )
 from eads.circuit import EADS, NPGL
@@ -44,6 +46,8 @@ __all__ = [
     "Dopri5",
     "EADSError",
     "EADSRegressor",
+    "MissingExtraError",
+    "SpiceError",
     "ECTrain",
     "Euler",
     "Midpoint",

@@ -25,3 +25,11 @@ class UnstableCircuitError(EADSError, RuntimeError):
 
 class CheckpointError(EADSError, OSError):
     """A run directory or checkpoint is missing, incomplete or corrupt."""
+
+
+class MissingExtraError(EADSError, ImportError):
+    """An optional dependency (an extra such as ``llm``, or a model wheel) is not installed."""
+
+
+class SpiceError(EADSError, RuntimeError):
+    """ngspice is missing, failed, timed out, or wrote output that cannot be read."""

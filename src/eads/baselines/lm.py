@@ -50,7 +50,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from eads._errors import ConfigError, DataError, EADSError
+from eads._errors import ConfigError, DataError, MissingExtraError
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,6 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 """SmolLM2-135M-Instruct, 4-bit (Q4_1) GGUF, 98 MB; de-quantized to float32 on load."""
 
 _LLM_EXTRA = "pip install eads[llm]"
-
-
-class MissingExtraError(EADSError, ImportError):
-    """An optional dependency (the ``llm`` extra or the model wheel) is not installed."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,16 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from eads._errors import EADSError
+from eads._errors import SpiceError
 
 log = logging.getLogger(__name__)
 
 #: The executable looked up on ``PATH``.
 NGSPICE = "ngspice"
-
-
-class SpiceError(EADSError, RuntimeError):
-    """ngspice is missing, failed, timed out, or wrote output that cannot be read."""
 
 
 @dataclass
