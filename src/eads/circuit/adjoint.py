@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import torch
 
+from eads._errors import DataError
 from eads.circuit._checks import check_batch
 from eads.circuit.eads import EADS
 
@@ -56,13 +57,11 @@ def adjoint_gradients(
     x = model.check_inputs(x)
     y = check_batch("y", y, model.n_outputs, "n_outputs").to(model.P.dtype)
     if y.shape[0] != x.shape[0]:
-        from eads._errors import DataError
-
         raise DataError(
             f"x and y must hold the same number of samples, got {x.shape[0]} and {y.shape[0]}."
         )
     B, M = y.shape
-    P, J, Q = model.P.detach(), model.J.detach(), model.Q.detach()
+    J, Q = model.J.detach(), model.Q.detach()
 
     h0 = model.project(x)  # (B, H)
     sol = model.couple(h0, record=True)
@@ -113,7 +112,6 @@ def adjoint_gradients(
         grad_P = (a / model.r_hidden).T @ x  # (H, N): a(0) x^T / r_h
     else:
         grad_P = _transient_projection_grad(model, a, x)
-    del P
     return loss, {"P": grad_P, "J": grad_J, "Q": grad_Q}
 
 

@@ -106,8 +106,8 @@ class NPGL(nn.Module):
         """``h (D,)``, positive, and diagonally dominant over the output block."""
         W = self.coupling() if W is None else W
         N = self.n_inputs
-        dominance = torch.zeros_like(self.rho)
-        dominance = torch.cat([dominance[:N], 0.5 * W[N:, N:].abs().sum(dim=1)])
+        inputs = torch.zeros_like(self.rho[:N])  # input nodes need no dominance margin
+        dominance = torch.cat([inputs, 0.5 * W[N:, N:].abs().sum(dim=1)])
         return self.margin + F.softplus(self.rho) + dominance
 
     def energy(self, nodes: torch.Tensor) -> torch.Tensor:
