@@ -53,7 +53,8 @@ class ModelConfig:
 class TrainConfig:
     """How the model is fitted."""
 
-    trainer: str = "ectrain"  #: "ectrain", "backprop" or "likelihood" (NP-GL)
+    #: "ectrain", "backprop", "likelihood" (NP-GL) or "backprop-sampled" (graph kernel networks)
+    trainer: str = "ectrain"
     epochs: int = 100
     batch_size: int = 32  #: 1 = per-sample updates, as the hardware applies them
     lr: float = 3e-3

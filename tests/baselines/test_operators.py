@@ -191,3 +191,87 @@ def test_models_are_deterministic_under_a_seed():
     x = batch(2)
     outs = [make("gno", 2)(x) for _ in range(2)]
     torch.testing.assert_close(outs[0], outs[1])
+
+
+# ----------------------------------------------------------------------------- GNO: Nystrom
+
+
+def test_gno_default_radius_puts_about_eight_neighbours_in_a_ball():
+    for dim, res in [(1, 256), (2, 16)]:  # grids of exactly n_sampled = 256 points: one graph
+        model = GNO(dim, res, width=2, kernel_width=2, depth=1)
+        assert model.stride == 1 and model.n_parts == 1
+        degree = torch.bincount(model.part0_edges[1], minlength=res**dim).float()
+        assert 8 <= degree.median() <= 10  # interior points: themselves and 8 neighbours
+
+
+def test_gno_sampled_forward_on_every_point_equals_the_whole_grid_forward():
+    torch.manual_seed(0)
+    model = GNO(2, 8, width=4, kernel_width=8, depth=2, radius=0.3)
+    x = torch.randn(3, 8, 8)
+    perm = torch.stack([torch.randperm(64) for _ in range(3)])  # every point, shuffled
+    at = model.forward_at(x, perm)
+    torch.testing.assert_close(at, model(x).reshape(3, -1).gather(1, perm), rtol=1e-5, atol=1e-6)
+
+
+def test_gno_evaluates_large_grids_on_interleaved_subgrids():
+    torch.manual_seed(0)
+    model = GNO(1, 64, width=4, kernel_width=8, depth=2, n_sampled=16)
+    assert model.stride == 4 and model.n_parts == 4
+    x = torch.randn(2, 64)
+    out = model(x)
+    for o in range(4):  # each sub-grid of every 4th point is its own graph
+        nodes = torch.arange(o, 64, 4).expand(2, -1)
+        torch.testing.assert_close(out[:, o::4], model.forward_at(x, nodes), rtol=1e-5, atol=1e-6)
+    # the cost per point does not grow with the resolution: edges per point stay as at n_sampled
+    coarse = GNO(1, 16, width=4, kernel_width=8, depth=2, n_sampled=16)
+    assert model.n_edges / 64 <= coarse.n_edges / 16 + 1e-9
+
+
+def test_gno_chunked_batch_equals_one_pass():
+    torch.manual_seed(0)
+    model = GNO(1, 32, width=4, kernel_width=8, depth=2)
+    x = torch.randn(5, 32)
+    whole = model(x)
+    model.max_kernel_elements = 1  # one instance per chunk
+    torch.testing.assert_close(model(x), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_gno_sample_nodes_are_distinct_points_of_the_grid():
+    model = GNO(2, 32, width=2, kernel_width=2, depth=1, n_sampled=100)
+    nodes = model.sample_nodes(4, generator=torch.Generator().manual_seed(0))
+    assert nodes.shape == (4, 100)
+    assert all(len(set(row.tolist())) == 100 for row in nodes)
+    assert nodes.min() >= 0 and nodes.max() < 32 * 32
+    with pytest.raises(DataError, match=r"\(batch=2, m\)"):
+        model.forward_at(torch.zeros(2, 32, 32), nodes)
+
+
+def test_sampled_nodes_trainer_on_every_point_matches_backprop():
+    """With every grid point drawn, the sampled loss is the whole-grid MSE: same gradients."""
+    from eads.learn import Backprop, SampledNodesBackprop
+
+    torch.manual_seed(0)
+    model = GNO(1, 16, width=4, kernel_width=8, depth=2, n_sampled=16, radius=0.2)
+    x, y = torch.randn(3, 16), torch.randn(3, 16)
+    loss_s, g_s = SampledNodesBackprop().loss_and_gradients(model, x, y)
+    loss_b, g_b = Backprop().loss_and_gradients(model, x, y)
+    torch.testing.assert_close(loss_s, loss_b)
+    for name in g_b:
+        torch.testing.assert_close(g_s[name], g_b[name], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ConfigError, match="backprop-sampled"):
+        SampledNodesBackprop().check_model(torch.nn.Linear(2, 2))
+
+
+def test_gno_trained_on_sampled_points_improves_on_the_whole_grid():
+    import eads
+    from eads.learn import SampledNodesBackprop, evaluate_mse
+
+    torch.manual_seed(0)
+    model = GNO(1, 64, width=8, kernel_width=32, depth=2, n_sampled=16)  # 4 sub-grids
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 64, generator=g).cumsum(-1) / 8  # rough functions
+    y = 0.5 * (x + torch.roll(x, 1, dims=-1)) + 0.1 * x**2
+    before = evaluate_mse(model, x[48:], y[48:])
+    cfg = eads.TrainConfig(trainer="backprop-sampled", epochs=15, batch_size=8, lr=1e-2)
+    eads.fit(model, SampledNodesBackprop(), (x[:48], y[:48]), None, cfg, progress=False)
+    assert evaluate_mse(model, x[48:], y[48:]) < 0.5 * before

@@ -12,6 +12,8 @@ The seed paper (Liu et al., ICML 2025, Table 2) compares against the rows of the
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -222,35 +224,63 @@ def radius_graph(coords: torch.Tensor, radius: float) -> torch.Tensor:
     """Directed edges ``(2, E)`` (source, target) between points at distance ``<= radius``.
 
     Self-loops are included, as in the GKN code's ``ball_connectivity``. Dense pairwise distances:
-    fine for the benchmark grids (up to 4096 points).
+    fine for the graphs built here (a few hundred points each).
     """
     d = torch.cdist(coords.double(), coords.double())  # (N, N)
     src, dst = torch.nonzero(d <= radius * (1 + 1e-9), as_tuple=True)
     return torch.stack([src, dst])
 
 
+def strided_sublattices(dim: int, resolution: int, stride: int) -> list[torch.Tensor]:
+    """Split the grid's flat indices into ``stride**dim`` interleaved sub-grids of every
+    ``stride``-th point per axis (offsets in row-major order). ``stride = 1``: the whole grid."""
+    idx = torch.arange(resolution**dim).reshape((resolution,) * dim)
+    if dim == 1:
+        return [idx[o::stride].reshape(-1) for o in range(stride)]
+    return [idx[o1::stride, o2::stride].reshape(-1) for o1 in range(stride) for o2 in range(stride)]
+
+
 class GNO(_GridOperator):
     """Graph kernel network (GKN/GNO) of Li et al. 2020, "Neural Operator: Graph Kernel Network
     for Partial Differential Equations" (arXiv:2003.03485), the "GNO" row of the FNO paper.
+    Written by hand: the maintained ``neuraloperator`` package has no GKN with this training.
 
     Iterates ``v <- ReLU(W v(x) + b + mean_{y in B(x, r)} kappa(x, y, a(x), a(y)) v(y))`` ``depth``
     times with **one shared** kernel and ``W`` (as the authors' ``KernelNN``), between a lifting
-    ``Linear(dim + 1 -> width)`` of ``(x, a(x))`` and a projection ``Linear(width -> 1)``. The
+    ``Linear(dim + 1 -> width)`` of ``(a(x), x)`` and a projection ``Linear(width -> 1)``. The
     kernel ``kappa`` is an MLP ``[2 dim + 2, kernel_width, kernel_width, width**2]`` with ReLU
     between layers, read as a ``width x width`` matrix per edge; edge features are
-    ``(x, y, a(x), a(y))``. Mean aggregation over the radius graph (self-loops included) is done
-    with ``index_add_`` (no torch-scatter).
+    ``(x, y, a(x), a(y))``. The mean over the ball (self-loops included) is a Monte-Carlo
+    estimate of the kernel integral over the ball, so the same network applies to any set of
+    points -- the GKN paper's Nystrom approximation, which is how it is trained and evaluated:
 
-    The authors' Darcy settings (graph-pde, ``UAI1_full_resolution.py``) are ``width = 64``,
-    ``kernel_width = 1024``, ``depth = 6``, ``radius = 0.1``, batch size 1 on a GPU, with three
-    extra node features (smoothed ``a`` and its gradient) that we leave out. The per-edge kernel
-    costs ``batch x E x width**2`` memory, so the defaults here are smaller and CPU-friendly:
-    ``width = 32``, ``kernel_width = 256``, ``depth = 4`` and a radius of 2.5 grid spacings
-    (5 neighbours in 1-D, 21 in 2-D). Pass ``radius=0.1`` for the paper's ball; then it is
-    discretisation-invariant but memory grows with the square of the resolution. Distances are
-    not periodic. Parameters: ``(dim + 2) w + (2 dim + 3) k + (k + 1) k + (k + 1) w**2 +
+    * **training** (:meth:`sample_nodes`, :meth:`forward_at`, used by
+      :class:`eads.learn.trainers.SampledNodesBackprop`): each instance is seen on
+      ``n_sampled`` grid points drawn at random, joined by a ball graph of radius ``r``, with the
+      loss on those points (the authors' ``RandomMeshGenerator``, ``m = 200`` in their Darcy
+      scripts);
+    * **evaluation** (:meth:`forward`): the grid is split into ``stride**dim`` interleaved
+      sub-grids of about ``n_sampled`` points each (every ``stride``-th point per axis), each
+      evaluated as its own ball graph, and the predictions are put back together (the authors'
+      ``LargeGridSplitter``, without its extra random points). Below ``n_sampled`` points the
+      whole grid is one graph.
+
+    Both keep the cost per point independent of the resolution. The default radius puts about
+    8 other points in a ball at the density of ``n_sampled`` points: ``r = 4 / n_sampled`` in
+    1-D and ``(8 / (pi n_sampled))**0.5 = 0.0997`` in 2-D (the authors' Darcy radius is 0.1 to
+    0.15). Distances are not periodic.
+
+    The authors' Darcy settings (graph-pde) are ``width = 64``, ``kernel_width = 1024``,
+    ``depth = 6``, batch size 1 to 4 on a GPU, with three extra node features (smoothed ``a`` and
+    its gradient) that we leave out. The per-edge kernel costs ``edges x width**2`` memory, so
+    the defaults here are smaller and CPU-friendly: ``width = 32``, ``kernel_width = 256``,
+    ``depth = 4``. Parameters: ``(dim + 2) w + (2 dim + 3) k + (k + 1) k + (k + 1) w**2 +
     (w + 1) w + w + 1``.
     """
+
+    #: Largest ``batch x edges x width**2`` kernel tensor built at once (elements); bigger
+    #: batches are evaluated in chunks.
+    max_kernel_elements = 2**26
 
     def __init__(
         self,
@@ -260,24 +290,33 @@ class GNO(_GridOperator):
         kernel_width: int = 256,
         depth: int = 4,
         radius: float | None = None,
+        n_sampled: int = 256,
     ):
         super().__init__(dim, resolution)
-        if width < 1 or kernel_width < 1 or depth < 1:
+        if width < 1 or kernel_width < 1 or depth < 1 or n_sampled < 2:
             raise ConfigError(
-                f"width={width!r}, kernel_width={kernel_width!r} and depth={depth!r} must be "
-                "positive integers."
+                f"width={width!r}, kernel_width={kernel_width!r}, depth={depth!r} must be "
+                f"positive integers and n_sampled={n_sampled!r} at least 2."
             )
+        n_points = resolution**dim
         self.width = width
         self.depth = depth
-        self.radius = 2.5 / resolution if radius is None else float(radius)
-        if self.radius <= 0:
+        self.n_sampled = min(n_sampled, n_points)
+        ball = 2.0 if dim == 1 else math.pi  # volume of the unit ball
+        default = (8.0 / (ball * n_sampled)) ** (1.0 / dim)
+        self.radius = default if radius is None else float(radius)
+        if not self.radius > 0:
             raise ConfigError(f"radius={radius!r} must be positive.")
+        self.stride = max(1, round((n_points / n_sampled) ** (1.0 / dim)))
         coords = grid_coordinates(dim, resolution)  # (N, dim)
-        edges = radius_graph(coords, self.radius)  # (2, E)
-        degree = torch.zeros(coords.shape[0]).index_add_(0, edges[1], torch.ones(edges.shape[1]))
         self.register_buffer("coords", coords, persistent=False)
-        self.register_buffer("edges", edges, persistent=False)
-        self.register_buffer("inv_degree", 1.0 / degree, persistent=False)
+        parts = strided_sublattices(dim, resolution, self.stride)
+        self.n_parts = len(parts)
+        for i, nodes in enumerate(parts):
+            edges = radius_graph(coords[nodes], self.radius)  # (2, E_i), local indices
+            self.register_buffer(f"part{i}_nodes", nodes, persistent=False)
+            self.register_buffer(f"part{i}_edges", edges, persistent=False)
+        self.register_buffer("part_order", torch.cat(parts).argsort(), persistent=False)
         self.lift = nn.Linear(dim + 1, width)
         self.kernel = nn.Sequential(
             nn.Linear(2 * dim + 2, kernel_width),
@@ -289,27 +328,81 @@ class GNO(_GridOperator):
         self.root = nn.Linear(width, width)  # W and b of the shared layer
         self.project = nn.Linear(width, 1)
 
+    def _parts(self):
+        for i in range(self.n_parts):
+            yield getattr(self, f"part{i}_nodes"), getattr(self, f"part{i}_edges")
+
     @property
     def n_edges(self) -> int:
-        return int(self.edges.shape[1])
+        """Edges of the evaluation graphs (all sub-grids together)."""
+        return sum(int(e.shape[1]) for _, e in self._parts())
+
+    def _propagate(self, a, coords, src, dst) -> torch.Tensor:
+        """Message passing on one flat graph: ``a (n,)``, ``coords (n, dim)``, edges ``src -> dst``
+        (``(E,)`` each); returns the prediction at the ``n`` nodes."""
+        a = a[:, None]  # (n, 1)
+        edge_feats = torch.cat([coords[dst], coords[src], a[dst], a[src]], dim=-1)  # (E, 2d+2)
+        k = self.kernel(edge_feats).reshape(-1, self.width, self.width)  # (E, w, w)
+        degree = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device)
+        degree.index_add_(0, dst, torch.ones_like(dst, dtype=a.dtype))
+        inv_deg = (1.0 / degree)[:, None]  # (n, 1); every node has its self-loop
+        v = self.lift(torch.cat([a, coords], dim=-1))  # (n, w)
+        for _ in range(self.depth):
+            msg = (v[src].unsqueeze(-1) * k).sum(-2)  # (E, w): v(y)^T kappa(x, y)
+            agg = torch.zeros_like(v).index_add_(0, dst, msg) * inv_deg
+            v = torch.relu(self.root(v) + agg)
+        return self.project(v).squeeze(-1)
+
+    def _forward_graph(self, a, coords, edges) -> torch.Tensor:
+        """``a (B, n)`` on points ``coords (n, dim)`` joined by local ``edges (2, E)``: ``(B, n)``
+        out. The batch is one block-diagonal graph, cut into chunks that bound the kernel's
+        memory."""
+        b, n = a.shape
+        chunk = max(1, self.max_kernel_elements // max(1, edges.shape[1] * self.width**2))
+        outs = []
+        for s in range(0, b, chunk):
+            ac = a[s : s + chunk]
+            bc = ac.shape[0]
+            offsets = (torch.arange(bc, device=a.device) * n)[:, None]  # (bc, 1)
+            src = (edges[0][None] + offsets).reshape(-1)
+            dst = (edges[1][None] + offsets).reshape(-1)
+            xy = coords.to(a.dtype).repeat(bc, 1)  # (bc n, dim)
+            outs.append(self._propagate(ac.reshape(-1), xy, src, dst).reshape(bc, n))
+        return torch.cat(outs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The whole grid, one sub-grid graph at a time: ``(B, *grid) -> (B, *grid)``."""
         self._check(x)
-        b = x.shape[0]
-        a = x.reshape(b, -1, 1)  # (B, N, 1)
-        coords = self.coords.to(a.dtype).expand(b, -1, -1)  # (B, N, dim)
-        src, dst = self.edges
-        edge_feats = torch.cat(
-            [coords[:, dst], coords[:, src], a[:, dst], a[:, src]], dim=-1
-        )  # (B, E, 2 dim + 2): (x, y, a(x), a(y)) for the message y -> x
-        k = self.kernel(edge_feats).reshape(b, -1, self.width, self.width)  # (B, E, w, w)
-        v = self.lift(torch.cat([a, coords], dim=-1))  # (B, N, w)
-        inv_deg = self.inv_degree.to(v.dtype)[None, :, None]  # (1, N, 1)
-        for _ in range(self.depth):
-            msg = torch.einsum("bei,beio->beo", v[:, src], k)  # (B, E, w)
-            agg = torch.zeros_like(v).index_add_(1, dst, msg) * inv_deg  # (B, N, w)
-            v = torch.relu(self.root(v) + agg)
-        return self.project(v).reshape(x.shape)
+        flat = x.reshape(x.shape[0], -1)
+        preds = [
+            self._forward_graph(flat[:, nodes], self.coords[nodes], edges)
+            for nodes, edges in self._parts()
+        ]
+        return torch.cat(preds, dim=1)[:, self.part_order].reshape(x.shape)
+
+    def sample_nodes(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n_sampled`` distinct grid points per instance, drawn uniformly: ``(batch, m)``."""
+        n_points = self.coords.shape[0]
+        keys = torch.rand(batch, n_points, generator=generator)
+        return keys.argsort(dim=1)[:, : self.n_sampled].to(self.coords.device)
+
+    def forward_at(self, x: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
+        """The prediction at ``nodes (B, m)`` (flat grid indices), each instance on the ball graph
+        of its own points: ``(B, *grid) -> (B, m)``."""
+        self._check(x)
+        if nodes.dim() != 2 or nodes.shape[0] != x.shape[0]:
+            raise DataError(
+                f"nodes has shape {tuple(nodes.shape)}; expected (batch={x.shape[0]}, m)."
+            )
+        b, m = nodes.shape
+        a = x.reshape(b, -1).gather(1, nodes)  # (B, m)
+        coords = self.coords.to(x.dtype)[nodes]  # (B, m, dim)
+        near = torch.cdist(coords, coords) <= self.radius * (1 + 1e-9)  # (B, m, m)
+        bi, tgt, src = torch.nonzero(near, as_tuple=True)
+        pred = self._propagate(
+            a.reshape(-1), coords.reshape(-1, self.dim), bi * m + src, bi * m + tgt
+        )
+        return pred.reshape(b, m)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from eads.learn.trainers import (
     Backprop,
     ConditionalLikelihood,
     ECTrain,
+    SampledNodesBackprop,
     ectrain_gradients,
     make_trainer,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "ECTrain",
     "History",
     "OnlineResult",
+    "SampledNodesBackprop",
     "ectrain_gradients",
     "evaluate_mse",
     "fit",

@@ -4,6 +4,8 @@
   outputs, local updates of ``Q`` and ``P``, and ``J``'s gradient from the adjoint circuit
   (:mod:`eads.circuit.adjoint`). No autograd is involved.
 * :class:`Backprop` -- the digital baseline: autograd through the same solver (any module).
+* :class:`SampledNodesBackprop` -- autograd on random point subsets of a graph kernel network
+  (the GKN paper's Nystrom training), for the PDE benchmark's GNO.
 * :class:`ConditionalLikelihood` -- NP-GL's offline training: the output nodes' Gaussian
   conditional means, given all other nodes at their data values, fitted to the data by MAE.
 
@@ -94,6 +96,34 @@ class Backprop(AbstractTrainer):
         return loss.detach(), grads
 
 
+class SampledNodesBackprop(AbstractTrainer):
+    """Autograd on random point subsets: the Nystrom training of graph kernel networks (Li et
+    al. 2020, arXiv:2003.03485, Sec. 4). Each step draws ``model.sample_nodes(batch)`` grid
+    points per instance and fits ``model.forward_at(x, nodes)`` to ``y`` at those points (mean
+    squared error). For models with both methods, such as :class:`eads.baselines.operators.GNO`;
+    validation and prediction still use the whole grid (``model(x)``).
+    """
+
+    name = "backprop-sampled"
+
+    def check_model(self, model):
+        if not (hasattr(model, "sample_nodes") and hasattr(model, "forward_at")):
+            raise ConfigError(
+                f"trainer 'backprop-sampled' needs a model with sample_nodes() and forward_at() "
+                f"(a graph kernel network), got {type(model).__name__}; use 'backprop'."
+            )
+
+    def loss_and_gradients(self, model, x, y):
+        self.check_model(model)
+        nodes = model.sample_nodes(x.shape[0])  # (B, m), from torch's global generator
+        with torch.enable_grad():
+            pred = model.forward_at(x, nodes)  # (B, m)
+            target = y.reshape(y.shape[0], -1).gather(1, nodes).to(pred.dtype)
+            loss = ((pred - target) ** 2).mean()
+            grads = _autograd(model, loss)
+        return loss.detach(), grads
+
+
 class ConditionalLikelihood(AbstractTrainer):
     """NP-GL's training: fit each output node's conditional mean to the data (MAE loss).
 
@@ -125,6 +155,7 @@ TRAINERS: dict[str, type[AbstractTrainer]] = {
     "ectrain": ECTrain,
     "backprop": Backprop,
     "likelihood": ConditionalLikelihood,
+    "backprop-sampled": SampledNodesBackprop,
 }
 
 
