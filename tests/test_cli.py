@@ -244,6 +244,31 @@ def test_non_positive_sizes(data_csv, tmp_path, monkeypatch, capsys, flag):
     assert not (tmp_path / "r" / "model.safetensors").exists()
 
 
+def test_bad_nproc_fails_before_spawning(data_csv, tmp_path, monkeypatch, capsys):
+    for flags, words in (
+        (["--nproc", "0"], ("nproc", "positive")),
+        (["--nproc", "2", "--online"], ("--online", "--nproc")),
+    ):
+        args = ["fit", data_csv, "--run-dir", tmp_path / "r", "--quiet", *flags]
+        code, _, err = run_cli(monkeypatch, capsys, *args)
+        assert_user_error(code, err, *words)
+        assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_fit_nproc_2_writes_a_data_parallel_run(tmp_path, data_csv, monkeypatch, capsys):
+    """``eads fit --nproc 2``: 2 spawned gloo ranks, ~20 s."""
+    run = tmp_path / "dp"
+    args = ["fit", data_csv, "--run-dir", run, "--nproc", "2", *TINY]
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert RUN_FILES <= {p.name for p in run.iterdir()}
+    assert "test:" in out and out.count("run directory") == 1
+    assert json.loads((run / "metrics.json").read_text())["world_size"] == 2
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["data_parallel"] == {"world_size": 2, "backend": "gloo"}
+
+
 def test_unknown_solver_and_model(data_csv, tmp_path, monkeypatch, capsys):
     code, _, err = run_cli(
         monkeypatch,

@@ -1,12 +1,12 @@
 """Data-parallel EC-Train (torch.distributed, gloo): same parameters as one process.
 
 Durations on 2 shared CPU cores (load ~5): shard bounds and bad input < 1 s; the 2-process
-float64 oracle ~15 s (mostly process start-up); the run-directory test with resume ~60 s (slow).
+float64 oracle ~15 s (mostly process start-up). The run-directory level (``fit_run(nproc=2)``,
+``eads fit --nproc``) is tested in tests/tasks/test_fit_nproc.py.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +14,10 @@ import pytest
 import torch
 from conftest import rel_err
 
-from eads._errors import CheckpointError, ConfigError
+from eads._errors import ConfigError
 from eads.circuit.eads import EADS
-from eads.config import RunConfig, TrainConfig
-from eads.learn.distributed import (
-    ShardedTrainer,
-    fit_run_distributed,
-    launch,
-    shard_bounds,
-)
+from eads.config import TrainConfig
+from eads.learn.distributed import ShardedTrainer, launch, shard_bounds
 from eads.learn.loop import fit
 from eads.learn.trainers import ECTrain
 from eads.solve import RK4
@@ -87,54 +82,7 @@ def test_sharded_trainer_rejects_a_non_trainer():  # < 1 s
         ShardedTrainer("ectrain")
 
 
-def test_bad_nproc_and_existing_run_fail_before_spawning(tmp_path):  # < 1 s
-    with pytest.raises(ConfigError, match="nproc"):
-        launch(_rank_fit, 0, str(tmp_path))
-    (tmp_path / "model.safetensors").write_bytes(b"x")
-    cfg = RunConfig().replace(data={"path": str(tmp_path / "d.csv")})
-    with pytest.raises(ConfigError, match="already holds a trained model"):
-        fit_run_distributed(cfg, tmp_path, nproc=2)
-    with pytest.raises(CheckpointError):
-        fit_run_distributed(cfg, tmp_path / "nothing", nproc=2, resume=True)
-
-
-def _csv(path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((90, 3))
-    y = np.stack([np.sin(x[:, 0]) + x[:, 1] * x[:, 2], np.cos(x[:, 1])], axis=1)
-    lines = ["a,b,c,u,v"] + [",".join(f"{v:.9g}" for v in row) for row in np.hstack([x, y])]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.mark.slow
-def test_fit_run_nproc2_matches_one_process_and_resumes(tmp_path):  # ~60 s: 3 launches
-    from eads.tasks.fit import fit_run, load_trained
-
-    data = _csv(tmp_path / "d.csv")
-    cfg = RunConfig().replace(
-        model={"n_hidden": 6, "n_steps": 4},
-        train={"epochs": 4, "batch_size": 16, "patience": 0},
-        data={"path": str(data), "outputs": ["u", "v"]},
-    )
-    m1 = fit_run(cfg, tmp_path / "one", progress=False)
-    m2 = fit_run_distributed(cfg, tmp_path / "two", nproc=2, progress=False)
-    assert m2["world_size"] == 2
-    assert m2["val"]["mse_standardized"] == pytest.approx(m1["val"]["mse_standardized"], rel=1e-4)
-    one, two = load_trained(tmp_path / "one")[0], load_trained(tmp_path / "two")[0]
-    for name, p in one.state_dict().items():
-        assert rel_err(two.state_dict()[name], p) < 1e-4  # float32, summed in another order
-    meta = json.loads((tmp_path / "two" / "meta.json").read_text())
-    assert meta["data_parallel"] == {"world_size": 2, "backend": "gloo"}
-
-    # an interrupted run: stop after 2 epochs, then resume to 4 as on one process
-    fit_run_distributed(cfg.replace(train={"epochs": 2}), tmp_path / "cut", nproc=2, progress=False)
-    saved = json.loads((tmp_path / "cut" / "config.json").read_text())
-    saved["train"]["epochs"] = 4
-    (tmp_path / "cut" / "config.json").write_text(json.dumps(saved))
-    (tmp_path / "cut" / "model.safetensors").unlink()
-    (tmp_path / "cut" / "metrics.json").unlink()
-    fit_run_distributed(cfg, tmp_path / "cut", nproc=2, resume=True, progress=False)
-    cut = load_trained(tmp_path / "cut")[0]
-    for name, p in two.state_dict().items():
-        assert torch.equal(cut.state_dict()[name], p), name
+def test_bad_nproc_fails_before_spawning(tmp_path):  # < 1 s
+    for bad in (0, -1, True, 2.0):
+        with pytest.raises(ConfigError, match="nproc"):
+            launch(_rank_fit, bad, str(tmp_path))

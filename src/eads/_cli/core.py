@@ -77,20 +77,11 @@ def register(app: typer.Typer) -> None:
 
             raise ConfigError("--resume needs the --run-dir of the interrupted run.")
         run_dir = run_dir or Path("runs") / time.strftime("fit-%Y%m%d-%H%M%S")
-        from eads.learn.distributed import fit_run_distributed, launched_by_torchrun
-
-        if nproc > 1 or launched_by_torchrun():
-            if online:
-                from eads._errors import ConfigError
-
-                raise ConfigError("--online trains on one process; drop --nproc.")
-            metrics = fit_run_distributed(
-                cfg, run_dir, nproc=nproc, resume=resume, progress=not quiet
-            )
-            if not metrics:
-                return  # a torchrun rank other than 0: rank 0 reports
-        else:
-            metrics = fit_run(cfg, run_dir, resume=resume, online=online, progress=not quiet)
+        metrics = fit_run(
+            cfg, run_dir, resume=resume, online=online, progress=not quiet, nproc=nproc
+        )
+        if not metrics:
+            return  # a torchrun rank other than 0: rank 0 reports
         if online:
             typer.echo(
                 f"online: final running MSE {metrics['online_final_running_mse']:.4g} "

@@ -18,9 +18,11 @@ because the gradients are. Checkpoints are written by rank 0 only, atomically; o
 reads its checkpoint and broadcasts it, so other machines need no shared file system.
 
 Backends: ``gloo`` for CPU tensors, ``nccl`` for CUDA tensors (one GPU per rank). On one machine
-:func:`fit_run_distributed` spawns ``nproc`` processes (``eads fit --nproc N``); on several,
-start one process per rank with ``torchrun`` (``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` in the
-environment) and :func:`fit_run_distributed` joins that group instead of spawning.
+:func:`launch` spawns ``nproc`` processes joined in one group; on several, start one process per
+rank with ``torchrun`` (``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` in the environment,
+:func:`launched_by_torchrun`) and join that group with :func:`init_process_group`. The run
+directory level (``eads fit --nproc N``, a ``torchrun`` launch of ``eads fit``) is
+:func:`eads.tasks.fit.fit_run` with ``nproc``: this module knows nothing of run directories.
 
 When not to use it: small problems. Every step costs one all-reduce of ``H^2 + (N + M) H``
 values plus the launch of the processes; below a few thousand samples per minibatch a single
@@ -294,143 +296,3 @@ def launch(
         raise RuntimeError(f"A data-parallel rank died ({exc}).") from None
     finally:
         shutil.rmtree(err_dir, ignore_errors=True)
-
-
-# ----------------------------------------------------------------------------- eads fit --nproc
-
-
-def fit_run_distributed(
-    config,
-    run_dir: str | Path,
-    *,
-    nproc: int = 2,
-    resume: bool = False,
-    progress: bool = True,
-    backend: str | None = None,
-) -> dict:
-    """``eads fit --nproc N``: :func:`eads.tasks.fit.fit_run` trained data-parallel.
-
-    Spawns ``nproc`` processes on this machine, or, inside a ``torchrun`` launch, runs as this
-    process's rank. The run directory is the same as ``fit_run``'s (rank 0 writes it); returns
-    the metrics (``{}`` on ranks other than 0). ``online`` training is not data-parallel.
-    """
-    from eads.config import RunConfig
-
-    if not isinstance(config, RunConfig):
-        raise ConfigError(f"config must be a RunConfig, got {type(config).__name__}.")
-    run_dir = Path(run_dir)
-    if launched_by_torchrun():
-        if not dist.is_initialized():
-            init_process_group(backend or default_backend())
-        return _fit_run_rank(config.to_dict(), str(run_dir), resume, progress)
-    if nproc == 1:
-        from eads.tasks.fit import fit_run
-
-        return fit_run(config, run_dir, resume=resume, progress=progress)
-    # user errors surface here, before any process starts
-    _prepare(config, run_dir, resume)
-    launch(
-        _fit_run_rank,
-        nproc,
-        config.to_dict(),
-        str(run_dir),
-        resume,
-        progress,
-        backend=backend or "gloo",
-    )
-    import json
-
-    return json.loads((run_dir / "metrics.json").read_text())
-
-
-def _prepare(config, run_dir: Path, resume: bool):
-    """Rank 0's checks and the resolved config (the run directory's own on resume)."""
-    from eads.config import RunConfig
-    from eads.runs import RunDir
-    from eads.tasks.fit import MODEL_FILE
-
-    if resume:
-        run = RunDir(run_dir)
-        config = RunConfig.from_dict(run.config())
-        if not run.checkpoint.is_file():
-            raise CheckpointError(f"Cannot resume: {str(run.checkpoint)!r} does not exist.")
-    elif (run_dir / MODEL_FILE).exists():
-        raise ConfigError(
-            f"Run directory {str(run_dir)!r} already holds a trained model; "
-            "choose another --run-dir or pass --resume."
-        )
-    if not config.data.path:
-        raise ConfigError("No data file given.")
-    if not Path(config.data.path).is_file():
-        raise ConfigError(f"Data file {config.data.path!r} does not exist.")
-    return config
-
-
-def _fit_run_rank(config_dict: dict, run_dir: str, resume: bool, progress: bool) -> dict:
-    """One rank of a data-parallel ``fit_run``; rank 0 owns the run directory."""
-    import time
-    from dataclasses import asdict
-
-    from eads.config import RunConfig
-    from eads.data.tabular import read_table, split_and_standardize
-    from eads.learn.registry import build_model, make_trainer
-    from eads.runs import RunDir
-    from eads.tasks.fit import finish_run
-
-    rank, world = dist.get_rank(), dist.get_world_size()
-    run_dir = Path(run_dir)
-    box: list[Any] = [None]
-    if rank == 0:
-        try:
-            box = [("ok", _prepare(RunConfig.from_dict(config_dict), run_dir, resume).to_dict())]
-        except EADSError as exc:
-            box = [("error", type(exc).__name__, str(exc))]
-    dist.broadcast_object_list(box, src=0)
-    if box[0][0] == "error":
-        import eads._errors as errs
-
-        raise getattr(errs, box[0][1])(box[0][2])
-    config = RunConfig.from_dict(box[0][1])
-    table = read_table(config.data.path, config.data.inputs, config.data.outputs)
-    config = config.replace(data={"inputs": list(table.inputs), "outputs": list(table.outputs)})
-    s = split_and_standardize(
-        table.x,
-        table.y,
-        val_fraction=config.data.val_fraction,
-        test_fraction=config.data.test_fraction,
-        seed=config.data.seed,
-    )
-    run = RunDir(run_dir)
-    if rank == 0:
-        if not resume:
-            run = RunDir.create(run_dir, config.to_dict(), config.train.seed)
-            meta = run.read_json("meta.json")
-            run.write_json(
-                "meta.json",
-                {**meta, "data_parallel": {"world_size": world, "backend": dist.get_backend()}},
-            )
-        run.write_json("standardizer.json", {"x": s.x_scaler.to_dict(), "y": s.y_scaler.to_dict()})
-    model = build_model(config.model, table.x.shape[1], table.y.shape[1], seed=config.train.seed)
-    trainer = make_trainer(config.train.trainer)
-    trainer.check_model(model)
-    t0 = time.perf_counter()
-    history = fit_data_parallel(
-        model,
-        trainer,
-        (torch.from_numpy(s.x_train), torch.from_numpy(s.y_train)),
-        (torch.from_numpy(s.x_val), torch.from_numpy(s.y_val)) if len(s.x_val) else None,
-        config.train,
-        checkpoint=run.checkpoint,
-        resume=resume,
-        progress=progress,
-    )
-    if rank != 0:
-        return {}
-    metrics: dict[str, Any] = {
-        "epochs_run": history.epochs_run,
-        "best_epoch": history.best_epoch,
-        "train_time_s": time.perf_counter() - t0,
-        "world_size": world,
-    }
-    run.write_json("history.json", asdict(history))
-    return finish_run(run, model, s, config, metrics)
