@@ -382,3 +382,10 @@ def test_demo_runs(tmp_path, monkeypatch, capsys):
     assert "EADS (EC-Train)" in out and "NP-GL" in out and "MLP" in out
     rows = json.loads((tmp_path / "demo" / "metrics.json").read_text())["rows"]
     assert len(rows) == 3 and all(np.isfinite(r["test_mae"]) for r in rows)
+
+
+def test_pde_plots_of_a_folder_that_is_no_run_is_a_user_error(monkeypatch, capsys, tmp_path):
+    code, _, err = run_cli(
+        monkeypatch, capsys, "bench", "pde-plots", tmp_path, "--out", tmp_path / "plots"
+    )
+    assert_user_error(code, err, "not a PDE benchmark run")

@@ -51,6 +51,25 @@ def test_tiny_benchmark_writes_a_complete_table_and_resumes(tmp_path, cache):
     run_benchmark(run_dir, **kwargs)
     assert {p: p.stat().st_mtime_ns for p in cells} == stamps
 
+    # Extending the run with another model keeps the whole run in the table.
+    run_benchmark(run_dir, **{**kwargs, "models": "gno"})
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    gno = {(d, r, "gno") for d, r in pde.QUICK_RESOLUTIONS.items()}
+    assert {(r["dataset"], r["resolution"], r["model"]) for r in rows} == expected | gno
+    cell = json.loads(next((run_dir / "cells").glob("darcy_16_gno_*.json")).read_text())
+    assert cell["model_info"]["n_sampled"] == 256 and cell["model_info"]["eval_subgrids"] == 1
+
+    # The plots of several runs together (a later run's cell replaces an earlier one's).
+    other = tmp_path / "other"
+    run_benchmark(other, **{**kwargs, "models": "nn"}, plots=False)
+    written = pde.plot_runs([run_dir, other], tmp_path / "together")
+    assert sorted(p.name for p in written) == sorted(
+        f"{n}.png"
+        for n in ("predictions_burgers", "predictions_darcy", "error_vs_resolution", "cost")
+    )
+    with pytest.raises(ConfigError, match="not a PDE benchmark run"):
+        pde.plot_runs([tmp_path / "nowhere"], tmp_path / "x")
+
 
 def test_ectrain_and_backprop_see_the_same_data(tmp_path, cache):
     """Both EADS trainers compute the same gradient, so on the same splits they agree."""

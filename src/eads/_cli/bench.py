@@ -58,6 +58,18 @@ def pde(
     typer.echo(f"run directory: {d}")
 
 
+@bench.command("pde-plots")
+def pde_plots(
+    run_dirs: list[Path] = typer.Argument(..., help="PDE benchmark run directories."),
+    out: Path = typer.Option(..., help="Folder for the plots."),
+):
+    """Plots of several PDE runs together (e.g. one run per resolution pass)."""
+    from eads.tasks.pde import plot_runs
+
+    for path in plot_runs(run_dirs, out):
+        typer.echo(str(path))
+
+
 @bench.command()
 def spatiotemporal(
     run_dir: Path | None = _RUN_DIR,

@@ -591,29 +591,33 @@ def _read_cells(run_dir: Path, cells: list[Cell] | None) -> list[dict]:
     return [json.loads(p.read_text()) for p in paths if p.is_file()]
 
 
+def _row(r: dict) -> dict:
+    """A table row from a cell's result."""
+    row = {k: r.get(k) for k in COLUMNS}
+    row.update(
+        dataset=r["cell"]["dataset"],
+        model=r["cell"]["model"],
+        resolution=r["cell"]["params"]["resolution"],
+        status=r["status"],
+    )
+    if r["status"] != "ok":
+        row["error"] = r.get("error")
+    return row
+
+
+def _sort_rows(rows: list[dict]) -> list[dict]:
+    order = {m: i for i, m in enumerate(MODELS)}
+    return sorted(rows, key=lambda r: (r["dataset"], r["resolution"], order.get(r["model"], 99)))
+
+
 def write_report(run_dir: str | Path, cells: list[Cell] | None = None, plots: bool = True):
     """Write ``results.csv``/``results.json`` (and ``plots/``) from the cells of ``run_dir``."""
     run_dir = Path(run_dir)
-    results = _read_cells(run_dir, cells)
-    rows = []
-    for r in results:
-        row = {k: r.get(k) for k in COLUMNS}
-        row.update(
-            dataset=r["cell"]["dataset"],
-            model=r["cell"]["model"],
-            resolution=r["cell"]["params"]["resolution"],
-            status=r["status"],
-        )
-        if r["status"] != "ok":
-            row["error"] = r.get("error")
-        rows.append(row)
-    order = {m: i for i, m in enumerate(MODELS)}
-    rows.sort(key=lambda r: (r["dataset"], r["resolution"], order.get(r["model"], 99)))
+    rows = _sort_rows([_row(r) for r in _read_cells(run_dir, cells)])
     atomic_write_json(run_dir / "results.json", {"columns": list(COLUMNS), "rows": rows})
-
     atomic_write_csv(run_dir / "results.csv", rows, list(COLUMNS))
     if plots:
-        plot_results(run_dir, rows)
+        plot_results(run_dir)
     return rows
 
 
@@ -638,31 +642,46 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_results(run_dir: str | Path, rows: list[dict] | None = None) -> list[Path]:
-    """Predictions against truth, error against resolution, and cost per model (Figure 5)."""
+def plot_results(run_dir: str | Path) -> list[Path]:
+    """The plots of one run, into ``run_dir/plots``: see :func:`plot_runs`."""
+    return plot_runs([run_dir], Path(run_dir) / "plots")
+
+
+def plot_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """Predictions against truth (at each data set's highest resolution), error against
+    resolution per model, and training time and latency per model (the seed paper's Figure 5),
+    drawn from the finished cells of one or more runs (e.g. one run per resolution pass; where
+    two runs hold the same cell, the later one counts). ``eads bench pde-plots``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    run_dir = Path(run_dir)
-    if rows is None:
-        rows = json.loads((run_dir / "results.json").read_text())["rows"]
-    results = {
-        (r["cell"]["dataset"], r["cell"]["params"]["resolution"], r["cell"]["model"]): r
-        for r in _read_cells(run_dir, None)
-        if r["status"] == "ok"
-    }
-    ok = [r for r in rows if r["status"] == "ok"]
-    out = run_dir / "plots"
-    out.mkdir(exist_ok=True)
+    results, where = {}, {}
+    for run_dir in map(Path, run_dirs):
+        if not (run_dir / "cells").is_dir():
+            raise ConfigError(f"{str(run_dir)!r} is not a PDE benchmark run (no cells/ in it).")
+        listed = None
+        if (run_dir / "config.json").is_file():
+            listed = [Cell(**c) for c in json.loads((run_dir / "config.json").read_text())["cells"]]
+        for r in _read_cells(run_dir, listed):
+            if r["status"] == "ok":
+                key = (r["cell"]["dataset"], r["cell"]["params"]["resolution"], r["cell"]["model"])
+                results[key], where[key] = r, run_dir
+    ok = _sort_rows([_row(r) for r in results.values()])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     written = []
     colors = {m: f"C{i}" for i, m in enumerate(MODELS)}
 
     for dataset in sorted({r["dataset"] for r in ok}):
         res = max(r["resolution"] for r in ok if r["dataset"] == dataset)
         models = [m for m in MODELS if (dataset, res, m) in results]
-        preds = {m: np.load(run_dir / results[(dataset, res, m)]["predictions"]) for m in models}
+        preds = {
+            m: np.load(where[(dataset, res, m)] / results[(dataset, res, m)]["predictions"])
+            for m in models
+        }
         first = preds[models[0]]
         k = len(first["y"])
         if dataset == "burgers":
