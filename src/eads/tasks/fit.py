@@ -89,30 +89,9 @@ def fit_run(
             config, Path(run_dir), nproc=nproc, resume=resume, progress=progress, backend=backend
         )
     run_dir = Path(run_dir)
-    if resume:
-        run = RunDir(run_dir)
-        saved = RunConfig.from_dict(run.config())
-        if saved != config:
-            log.info("resuming with the run directory's own configuration")
-        config = saved
-    elif (run_dir / MODEL_FILE).exists():
-        raise ConfigError(
-            f"Run directory {str(run_dir)!r} already holds a trained model; "
-            "choose another --run-dir or pass --resume."
-        )
-    if not config.data.path:
-        raise ConfigError("No data file given.")
-    table = read_table(config.data.path, config.data.inputs, config.data.outputs)
-    config = config.replace(data={"inputs": list(table.inputs), "outputs": list(table.outputs)})
-    s = split_and_standardize(
-        table.x,
-        table.y,
-        val_fraction=config.data.val_fraction,
-        test_fraction=config.data.test_fraction,
-        seed=config.data.seed,
-    )
-    if not resume:
-        run = RunDir.create(run_dir, config.to_dict(), config.train.seed)
+    config = _prepare(config, run_dir, resume)
+    config, table, s = _read_and_split(config)
+    run = RunDir(run_dir) if resume else RunDir.create(run_dir, config.to_dict(), config.train.seed)
     run.write_json("standardizer.json", {"x": s.x_scaler.to_dict(), "y": s.y_scaler.to_dict()})
     model = build_model(config.model, table.x.shape[1], table.y.shape[1], seed=config.train.seed)
     trainer = make_trainer(config.train.trainer)
@@ -185,10 +164,13 @@ def _fit_run_data_parallel(
 
 
 def _prepare(config: RunConfig, run_dir: Path, resume: bool) -> RunConfig:
-    """Rank 0's checks and the resolved config (the run directory's own on resume)."""
+    """The checks before a fit, and the resolved config (the run directory's own on resume)."""
     if resume:
         run = RunDir(run_dir)
-        config = RunConfig.from_dict(run.config())
+        saved = RunConfig.from_dict(run.config())
+        if saved != config:
+            log.info("resuming with the run directory's own configuration")
+        config = saved
         if not run.checkpoint.is_file():
             raise CheckpointError(f"Cannot resume: {str(run.checkpoint)!r} does not exist.")
     elif (run_dir / MODEL_FILE).exists():
@@ -201,6 +183,20 @@ def _prepare(config: RunConfig, run_dir: Path, resume: bool) -> RunConfig:
     if not Path(config.data.path).is_file():
         raise ConfigError(f"Data file {config.data.path!r} does not exist.")
     return config
+
+
+def _read_and_split(config: RunConfig):
+    """``(config with the columns resolved, table, standardised splits)``."""
+    table = read_table(config.data.path, config.data.inputs, config.data.outputs)
+    config = config.replace(data={"inputs": list(table.inputs), "outputs": list(table.outputs)})
+    s = split_and_standardize(
+        table.x,
+        table.y,
+        val_fraction=config.data.val_fraction,
+        test_fraction=config.data.test_fraction,
+        seed=config.data.seed,
+    )
+    return config, table, s
 
 
 def _fit_run_rank(config_dict: dict, run_dir: str, resume: bool, progress: bool) -> dict:
@@ -221,16 +217,7 @@ def _fit_run_rank(config_dict: dict, run_dir: str, resume: bool, progress: bool)
         import eads._errors as errs
 
         raise getattr(errs, box[0][1])(box[0][2])
-    config = RunConfig.from_dict(box[0][1])
-    table = read_table(config.data.path, config.data.inputs, config.data.outputs)
-    config = config.replace(data={"inputs": list(table.inputs), "outputs": list(table.outputs)})
-    s = split_and_standardize(
-        table.x,
-        table.y,
-        val_fraction=config.data.val_fraction,
-        test_fraction=config.data.test_fraction,
-        seed=config.data.seed,
-    )
+    config, table, s = _read_and_split(RunConfig.from_dict(box[0][1]))
     run = RunDir(run_dir)
     if rank == 0:
         if not resume:
