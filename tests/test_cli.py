@@ -389,3 +389,72 @@ def test_pde_plots_of_a_folder_that_is_no_run_is_a_user_error(monkeypatch, capsy
         monkeypatch, capsys, "bench", "pde-plots", tmp_path, "--out", tmp_path / "plots"
     )
     assert_user_error(code, err, "not a PDE benchmark run")
+
+
+NONIDEAL_TOML = """
+[model]
+n_hidden = 6
+solver = "euler"
+[model.nonideal]
+conductance_bits = 4
+variation_sigma = 0.1
+noise_std = 0.01
+diode = "softplus"
+seed = 3
+[train]
+trainer = "hw-ectrain"
+"""
+
+
+def test_fit_and_predict_a_non_ideal_circuit_with_hw_ectrain(
+    data_csv, tmp_path, monkeypatch, capsys
+):
+    """``[model.nonideal]`` trains through the imperfect circuit, and predict rebuilds that same
+    circuit: its predictions equal those of the ideal circuit with the same programmed
+    conductances made non-ideal by hand."""
+    import torch
+
+    from eads.circuit.eads import EADS
+    from eads.circuit.nonideal import NonIdealEADS, NonIdealities
+    from eads.solve import make_solver
+    from eads.tasks.fit import load_trained
+
+    config = tmp_path / "chip.toml"
+    config.write_text(NONIDEAL_TOML)
+    run = tmp_path / "chip"
+    args = ("fit", data_csv, "--config", config, "--run-dir", run, "--epochs", "2", "--quiet")
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["train"]["trainer"] == "hw-ectrain"
+    assert cfg["model"]["nonideal"]["conductance_bits"] == 4
+
+    model, _, xs, _ = load_trained(run)
+    assert isinstance(model, NonIdealEADS) and model.nonideal.conductance_bits == 4
+    ideal = EADS(2, 6, 1, solver=make_solver("euler", n_steps=8))
+    ideal.load_state_dict(model.state_dict())
+    by_hand = NonIdealEADS.from_model(
+        ideal,
+        NonIdealities(
+            conductance_bits=4, variation_sigma=0.1, noise_std=0.01, diode="softplus", seed=3
+        ),
+    )
+    x = torch.from_numpy(xs.transform(np.random.default_rng(0).normal(size=(5, 2))))
+    torch.testing.assert_close(model(x.to(model.P.dtype)), by_hand(x.to(model.P.dtype)))
+
+    code, out, err = run_cli(monkeypatch, capsys, "predict", run, data_csv)
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 80
+
+
+def test_non_ideal_circuit_settings_are_checked(data_csv, tmp_path, monkeypatch, capsys):
+    config = tmp_path / "chip.toml"
+    config.write_text("[model]\nn_hidden = 4\n[model.nonideal]\nbits = 4\n")
+    code, _, err = run_cli(monkeypatch, capsys, "fit", data_csv, "--config", config, "--quiet")
+    assert_user_error(code, err, "Unknown non-ideality setting(s) ['bits']", "conductance_bits")
+    config.write_text("[model]\nn_hidden = 4\n[model.nonideal]\nconductance_bits = 4\n")
+    code, _, err = run_cli(monkeypatch, capsys, "fit", data_csv, "--config", config, "--quiet")
+    assert_user_error(code, err, "hw-ectrain")  # plain EC-Train is refused on an imperfect chip
+    config.write_text('[model]\nkind = "mlp"\n[model.nonideal]\nnoise_std = 0.1\n')
+    code, _, err = run_cli(monkeypatch, capsys, "fit", data_csv, "--config", config, "--quiet")
+    assert_user_error(code, err, "model.nonideal")

@@ -7,9 +7,12 @@ file has one table per concern::
     [model]
     kind = "eads"
     n_hidden = 64
+    [model.nonideal]        # optional: an imperfect circuit (eads.circuit.nonideal.NonIdealities)
+    conductance_bits = 6
+    noise_std = 0.01
     [train]
     epochs = 50
-    trainer = "ectrain"
+    trainer = "hw-ectrain"  # EC-Train through the imperfect circuit
 """
 
 from __future__ import annotations
@@ -37,10 +40,21 @@ class ModelConfig:
     n_steps: int = 8  #: fixed steps over [0, T] for fixed-step solvers
     stages: str = "equilibrium"  #: "equilibrium" (closed forms) or "transient"
     coupling_init: float = 0.5  #: std of J's initial entries times sqrt(H)
+    #: non-idealities of the circuit, the fields of ``eads.circuit.nonideal.NonIdealities``
+    #: (``[model.nonideal]`` in TOML); empty: the ideal circuit. EADS only.
+    nonideal: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
             raise ConfigError(f"model kind must be one of {MODEL_KINDS}, got {self.kind!r}.")
+        if not isinstance(self.nonideal, dict):
+            raise ConfigError(
+                f"model.nonideal must be a table of non-idealities, got {self.nonideal!r}."
+            )
+        if self.nonideal and self.kind != "eads":
+            raise ConfigError(
+                f"model.nonideal describes an EADS circuit; model kind {self.kind!r} has none."
+            )
         for name in ("n_hidden", "n_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -53,7 +67,8 @@ class ModelConfig:
 class TrainConfig:
     """How the model is fitted."""
 
-    #: "ectrain", "backprop", "likelihood" (NP-GL) or "backprop-sampled" (graph kernel networks)
+    #: "ectrain", "hw-ectrain" (a non-ideal EADS), "backprop", "likelihood" (NP-GL) or
+    #: "backprop-sampled" (graph kernel networks)
     trainer: str = "ectrain"
     epochs: int = 100
     batch_size: int = 32  #: 1 = per-sample updates, as the hardware applies them

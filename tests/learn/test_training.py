@@ -311,3 +311,24 @@ def test_online_minibatch_mode():
         progress=False,
     )
     assert res.errors[-32:].mean() < 0.1 * res.errors[:32].mean()
+
+
+def test_registry_builds_non_ideal_circuits_and_names_hw_ectrain():
+    from eads._errors import ConfigError
+    from eads.circuit.nonideal import NonIdealEADS
+    from eads.config import ModelConfig
+    from eads.hardware.training import HardwareAwareECTrain
+    from eads.learn.registry import build_model, default_trainer_for, make_trainer
+
+    model = build_model(ModelConfig(n_hidden=4, nonideal={"rail": 2.0}), 3, 1, seed=0)
+    assert isinstance(model, NonIdealEADS) and model.nonideal.rail == 2.0
+    assert type(build_model(ModelConfig(n_hidden=4), 3, 1)).__name__ == "EADS"
+    assert isinstance(make_trainer("hw-ectrain"), HardwareAwareECTrain)
+    assert default_trainer_for("eads", nonideal=True) == "hw-ectrain"
+    assert default_trainer_for("npgl", nonideal=False) == "likelihood"
+    with pytest.raises(ConfigError, match=r"'hw-ectrain'.*'likelihood'"):
+        make_trainer("sgd")
+    with pytest.raises(ConfigError, match="non-idealities"):
+        make_trainer("ectrain").check_model(model)
+    with pytest.raises(ConfigError, match="model.nonideal"):
+        ModelConfig(nonideal=[1])

@@ -21,6 +21,7 @@ from torch import nn
 from eads._errors import ConfigError
 from eads.circuit.adjoint import adjoint_gradients
 from eads.circuit.eads import EADS
+from eads.circuit.nonideal import NonIdealEADS
 from eads.circuit.npgl import NPGL
 
 
@@ -60,6 +61,11 @@ class ECTrain(AbstractTrainer):
             raise ConfigError(
                 f"trainer 'ectrain' trains EADS circuits only, got {type(model).__name__}; "
                 "use 'backprop' or, for NP-GL, 'likelihood'."
+            )
+        if isinstance(model, NonIdealEADS) and not model.nonideal.ideal:
+            raise ConfigError(
+                "trainer 'ectrain' computes the ideal circuit's gradient; this circuit has "
+                "non-idealities, so train it with 'hw-ectrain'."
             )
 
     def loss_and_gradients(self, model, x, y):

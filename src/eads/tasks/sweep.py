@@ -337,7 +337,8 @@ def _trial_config(spec: SweepSpec, setting: dict[str, Any], seed: int) -> RunCon
         and "trainer" not in (spec.raw.get("train") or {})
         and "train.trainer" not in setting
     ):
-        d["train"]["trainer"] = default_trainer_for(d["model"]["kind"])  # as `eads fit` does
+        kind, nonideal = d["model"]["kind"], bool(d["model"].get("nonideal"))
+        d["train"]["trainer"] = default_trainer_for(kind, nonideal)  # as `eads fit` does
     d["train"]["seed"] = seed
     # the validation share of all data, as a share of the development data the trial sees
     d["data"]["val_fraction"] /= 1.0 - spec.base.data.test_fraction
