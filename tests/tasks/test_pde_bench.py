@@ -70,6 +70,27 @@ def test_tiny_benchmark_writes_a_complete_table_and_resumes(tmp_path, cache):
     with pytest.raises(ConfigError, match="not a PDE benchmark run"):
         pde.plot_runs([tmp_path / "nowhere"], tmp_path / "x")
 
+    # Predictors that learn nothing, on the same data.
+    refs = pde.reference_scores(run_dir)
+    assert {(r["dataset"], r["predictor"]) for r in refs} == {
+        ("burgers", "fit-split mean"),
+        ("burgers", "mean(u0)"),
+        ("darcy", "fit-split mean"),
+    }
+    assert json.loads((run_dir / "references.json").read_text())["rows"] == refs
+    with pytest.raises(ConfigError, match="not a PDE benchmark run"):
+        pde.reference_scores(tmp_path / "nowhere")
+
+
+def test_metrics_against_hand_computed_values():
+    import numpy as np
+
+    truth = np.array([[3.0, 4.0], [0.0, 1.0]])  # norms 5 and 1
+    mae, rel = pde.test_metrics(2 * truth, truth)  # errors equal the truth
+    assert mae == pytest.approx(8 / 4) and rel == pytest.approx(1.0)
+    mae, rel = pde.test_metrics(truth + np.array([[0.0, 0.5], [0.0, 0.0]]), truth)
+    assert mae == pytest.approx(0.5 / 4) and rel == pytest.approx((0.5 / 5 + 0) / 2)
+
 
 def test_ectrain_and_backprop_see_the_same_data(tmp_path, cache):
     """Both EADS trainers compute the same gradient, so on the same splits they agree."""

@@ -70,6 +70,18 @@ def pde_plots(
         typer.echo(str(path))
 
 
+@bench.command("pde-references")
+def pde_references(run_dir: Path = typer.Argument(..., help="A PDE benchmark run directory.")):
+    """Scores of predictors that learn nothing, on the run's data (into references.json)."""
+    from eads.tasks.pde import reference_scores
+
+    for r in reference_scores(run_dir):
+        typer.echo(
+            f"{r['dataset']:8} {r['resolution']:>5} {r['predictor']:15} "
+            f"MAE {r['test_mae']:.3e}  rel L2 {r['test_rel_l2']:.4f}"
+        )
+
+
 @bench.command()
 def spatiotemporal(
     run_dir: Path | None = _RUN_DIR,

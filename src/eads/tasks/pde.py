@@ -365,6 +365,59 @@ def _train_one(model, dim, res, n, budget, lr, seed, data_t):
     return module, history, stopped_by, info
 
 
+def test_metrics(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """``(MAE over all points, mean over samples of ||pred - y||_2 / ||y||_2)``; ``(n, *grid)``."""
+    err = (pred - truth).reshape(len(truth), -1)
+    norms = np.linalg.norm(truth.reshape(len(truth), -1), axis=1)
+    return float(np.abs(err).mean()), float(np.mean(np.linalg.norm(err, axis=1) / norms))
+
+
+def reference_scores(run_dir: str | Path) -> list[dict]:
+    """Test scores of two predictors that learn nothing, on the data of a run's cells: the mean
+    output of the fitting split (point-wise), and for Burgers ``u(x, 1) = mean(u0)`` (the
+    conserved spatial mean). Written to ``run_dir/references.json``; ``eads bench pde-references``.
+    """
+    from eads.data.pde import load_pde_dataset
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a PDE benchmark run (no config.json in it).")
+    config = json.loads((run_dir / "config.json").read_text())
+    data = PDEBenchmarkConfig(**config["data"])
+    grids = dict.fromkeys((c["dataset"], c["params"]["resolution"]) for c in config["cells"])
+    rows = []
+    for dataset, res in grids:
+        ds = load_pde_dataset(
+            dataset,
+            res,
+            data.n_train,
+            data.n_test,
+            seed=data.seed,
+            quick=data.quick_data,
+            config=_data_config(dataset, data),
+            progress=False,
+        )
+        n_val = max(1, int(round(data.val_fraction * data.n_train)))
+        truth = ds.y_test.astype(np.float64)
+        preds = {"fit-split mean": np.broadcast_to(ds.y_train[:-n_val].mean(0), truth.shape)}
+        if dataset == "burgers":
+            means = ds.x_test.astype(np.float64).mean(axis=1, keepdims=True)
+            preds["mean(u0)"] = np.broadcast_to(means, truth.shape)
+        for name, pred in preds.items():
+            mae, rel_l2 = test_metrics(pred, truth)
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "resolution": res,
+                    "predictor": name,
+                    "test_mae": mae,
+                    "test_rel_l2": rel_l2,
+                }  # fmt: skip
+            )
+    atomic_write_json(run_dir / "references.json", {"rows": rows})
+    return rows
+
+
 def _latency(module: nn.Module, x: torch.Tensor, n_single: int = 20) -> float:
     """Median seconds per sample at batch size 1 over the first ``n_single`` samples of ``x``."""
     with torch.no_grad():
@@ -436,11 +489,7 @@ def run_cell(cell: Cell, run_dir: Path) -> dict:
         lat_batch = (time.perf_counter() - t0) / len(x_test)
     pred = sy.decode(out)  # (n_test, *grid)
     truth = ds.y_test.astype(np.float64)
-    err = (pred - truth).reshape(len(truth), -1)
-    mae = float(np.abs(err).mean())
-    rel_l2 = float(
-        np.mean(np.linalg.norm(err, axis=1) / np.linalg.norm(truth.reshape(len(truth), -1), axis=1))
-    )
+    mae, rel_l2 = test_metrics(pred, truth)
     lat1 = _latency(module, x_test)
     n_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
 
