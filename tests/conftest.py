@@ -49,3 +49,14 @@ def _seed_everything():
     torch.manual_seed(0)
     np.random.seed(0)
     yield
+
+
+def shared_data_or_skip():
+    """The shared real-data folder, or skip the test where this checkout has none beside it."""
+    from eads._errors import DataError
+    from eads.data.paths import shared_data_dir
+
+    try:
+        return shared_data_dir()
+    except DataError as exc:
+        pytest.skip(f"shared data folder not available: {exc}")

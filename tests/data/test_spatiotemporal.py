@@ -6,17 +6,10 @@ import functools
 
 import numpy as np
 import pytest
+from conftest import shared_data_or_skip
 
 from eads._errors import ConfigError, DataError
 from eads.data import spatiotemporal as st
-from eads.data.paths import shared_data_dir
-
-
-def _shared_or_skip():
-    try:
-        return shared_data_dir()
-    except DataError as exc:
-        pytest.skip(f"shared data folder not available: {exc}")
 
 
 @functools.cache
@@ -55,7 +48,7 @@ REAL_SHAPES = {
 
 @pytest.mark.parametrize("name", sorted(REAL_SHAPES))
 def test_real_dataset_loads_with_documented_shape(name):
-    _shared_or_skip()
+    shared_data_or_skip()
     ds = _load(name)
     t, n, f = REAL_SHAPES[name]
     assert ds.values.shape == ds.mask.shape == (t, n, f)
@@ -70,7 +63,7 @@ def test_real_dataset_loads_with_documented_shape(name):
 
 
 def test_beijing_missing_values_are_masked_not_filled():
-    _shared_or_skip()
+    shared_data_or_skip()
     ds = _load("beijing_pm25")
     assert 0 < (~ds.mask).sum() < 0.05 * ds.mask.size  # a few hundred per station
     assert ds.node_names[0] == "Aotizhongxin" and len(ds.node_names) == 12
@@ -81,7 +74,7 @@ def test_beijing_missing_values_are_masked_not_filled():
 
 
 def test_texas_daily_cases_are_clipped_first_differences():
-    _shared_or_skip()
+    shared_data_or_skip()
     ds = _load("texas_covid")
     assert (ds.values >= 0).all()
     assert ds.node_names[0] == "Anderson" and "Total" not in ds.node_names
@@ -94,7 +87,7 @@ def test_texas_daily_cases_are_clipped_first_differences():
 
 @pytest.mark.parametrize("name", ["pems04", "pems08"])
 def test_pems_loader_on_generated_array_with_real_graph(name, tmp_path):
-    _shared_or_skip()
+    shared_data_or_skip()
     shape = {"pems04": (16992, 307, 3), "pems08": (17856, 170, 3)}[name]
     rng = np.random.default_rng(0)
     data = rng.random(shape, dtype=np.float32).astype(np.float64) * 100  # the release is float64

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import shared_data_or_skip
 
 from eads import ConfigError
 from eads.tasks import spatiotemporal as st
@@ -16,6 +17,7 @@ MODELS = ("eads", "npgl", "mtgnn", "historical_average", "last_value")
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    shared_data_or_skip()  # the quick run reads the real Beijing PM2.5 file
     run_dir = tmp_path_factory.mktemp("bench") / "run"
     table = st.run_benchmark(
         run_dir,
