@@ -78,6 +78,7 @@ def test_tiny_benchmark_writes_a_complete_table_and_resumes(tmp_path, cache):
         ("darcy", "fit-split mean"),
     }
     assert json.loads((run_dir / "references.json").read_text())["rows"] == refs
+    assert len(pde.plot_runs([run_dir], tmp_path / "with-references")) == 4
     with pytest.raises(ConfigError, match="not a PDE benchmark run"):
         pde.reference_scores(tmp_path / "nowhere")
 

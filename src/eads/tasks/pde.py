@@ -706,9 +706,10 @@ def plot_results(run_dir: str | Path) -> list[Path]:
 
 def plot_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
     """Predictions against truth (at each data set's highest resolution), error against
-    resolution per model, and training time and latency per model (the seed paper's Figure 5),
-    drawn from the finished cells of one or more runs (e.g. one run per resolution pass; where
-    two runs hold the same cell, the later one counts). ``eads bench pde-plots``.
+    resolution per model (with the runs' ``references.json``, if written), and training time
+    and latency per model (the seed paper's Figure 5), drawn from the finished cells of one or
+    more runs (e.g. one run per resolution pass; where two runs hold the same cell, the later
+    one counts). ``eads bench pde-plots``.
     """
     import matplotlib
 
@@ -727,6 +728,12 @@ def plot_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]
                 key = (r["cell"]["dataset"], r["cell"]["params"]["resolution"], r["cell"]["model"])
                 results[key], where[key] = r, run_dir
     ok = _sort_rows([_row(r) for r in results.values()])
+    references = [  # eads bench pde-references, where it was run
+        r
+        for run_dir in map(Path, run_dirs)
+        if (run_dir / "references.json").is_file()
+        for r in json.loads((run_dir / "references.json").read_text())["rows"]
+    ]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -784,12 +791,20 @@ def plot_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]
                 )
                 if pts:
                     ax.plot(*zip(*pts, strict=True), "o-", color=colors[m], label=m)
+            for style, name in zip(("k--", "k:"), ("mean(u0)", "fit-split mean"), strict=True):
+                pts = sorted(
+                    (r["resolution"], r["test_rel_l2"])
+                    for r in references
+                    if r["dataset"] == dataset and r["predictor"] == name
+                )
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), style, lw=1, label=f"{name} (no learning)")
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel("resolution")
             ax.set_ylabel("test relative L2 error")
             ax.set_title(dataset)
-        axes[0, -1].legend(fontsize=7)
+            ax.legend(fontsize=6)
         fig.tight_layout()
         path = out / "error_vs_resolution.png"
         fig.savefig(path, dpi=80)
