@@ -397,7 +397,9 @@ class GNO(_GridOperator):
         b, m = nodes.shape
         a = x.reshape(b, -1).gather(1, nodes)  # (B, m)
         coords = self.coords.to(x.dtype)[nodes]  # (B, m, dim)
-        near = torch.cdist(coords, coords) <= self.radius * (1 + 1e-9)  # (B, m, m)
+        # the same float64 distances and tolerance as radius_graph, so a ball holds the same points
+        dist = torch.cdist(coords.double(), coords.double())  # (B, m, m)
+        near = dist <= self.radius * (1 + 1e-9)
         bi, tgt, src = torch.nonzero(near, as_tuple=True)
         pred = self._propagate(
             a.reshape(-1), coords.reshape(-1, self.dim), bi * m + src, bi * m + tgt
