@@ -83,13 +83,13 @@ def test_tiny_benchmark_writes_a_complete_table_and_resumes(tmp_path, cache):
         pde.reference_scores(tmp_path / "nowhere")
 
 
-def test_metrics_against_hand_computed_values():
+def test_error_metrics_against_hand_computed_values():
     import numpy as np
 
     truth = np.array([[3.0, 4.0], [0.0, 1.0]])  # norms 5 and 1
-    mae, rel = pde.test_metrics(2 * truth, truth)  # errors equal the truth
+    mae, rel = pde.error_metrics(2 * truth, truth)  # errors equal the truth
     assert mae == pytest.approx(8 / 4) and rel == pytest.approx(1.0)
-    mae, rel = pde.test_metrics(truth + np.array([[0.0, 0.5], [0.0, 0.0]]), truth)
+    mae, rel = pde.error_metrics(truth + np.array([[0.0, 0.5], [0.0, 0.0]]), truth)
     assert mae == pytest.approx(0.5 / 4) and rel == pytest.approx((0.5 / 5 + 0) / 2)
 
 

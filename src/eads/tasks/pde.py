@@ -103,7 +103,8 @@ FULL_BUDGETS: dict[str, ModelBudget] = {
     "nn": ModelBudget(epochs=200, max_time_s=20.0, lr_grid=(1e-3, 3e-4)),
     "fcn": ModelBudget(epochs=100, max_time_s=75.0, lr_grid=(1e-3,), patience=10),
     # GNO: trained on 256 random points per instance (the GKN paper's Nystrom sampling), so an
-    # epoch costs the same at every resolution, about 35 s on one thread; 300 s buys 6-9 epochs.
+    # epoch costs the same at every resolution, about 35 s on one thread; 300 s bought 4-11
+    # epochs in the committed run (validation passes cost more on the finer grids).
     "gno": ModelBudget(
         epochs=100,
         max_time_s=300.0,
@@ -365,7 +366,7 @@ def _train_one(model, dim, res, n, budget, lr, seed, data_t):
     return module, history, stopped_by, info
 
 
-def test_metrics(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+def error_metrics(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """``(MAE over all points, mean over samples of ||pred - y||_2 / ||y||_2)``; ``(n, *grid)``."""
     err = (pred - truth).reshape(len(truth), -1)
     norms = np.linalg.norm(truth.reshape(len(truth), -1), axis=1)
@@ -404,7 +405,7 @@ def reference_scores(run_dir: str | Path) -> list[dict]:
             means = ds.x_test.astype(np.float64).mean(axis=1, keepdims=True)
             preds["mean(u0)"] = np.broadcast_to(means, truth.shape)
         for name, pred in preds.items():
-            mae, rel_l2 = test_metrics(pred, truth)
+            mae, rel_l2 = error_metrics(pred, truth)
             rows.append(
                 {
                     "dataset": dataset,
@@ -412,7 +413,7 @@ def reference_scores(run_dir: str | Path) -> list[dict]:
                     "predictor": name,
                     "test_mae": mae,
                     "test_rel_l2": rel_l2,
-                }  # fmt: skip
+                }
             )
     atomic_write_json(run_dir / "references.json", {"rows": rows})
     return rows
@@ -489,7 +490,7 @@ def run_cell(cell: Cell, run_dir: Path) -> dict:
         lat_batch = (time.perf_counter() - t0) / len(x_test)
     pred = sy.decode(out)  # (n_test, *grid)
     truth = ds.y_test.astype(np.float64)
-    mae, rel_l2 = test_metrics(pred, truth)
+    mae, rel_l2 = error_metrics(pred, truth)
     lat1 = _latency(module, x_test)
     n_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
 
