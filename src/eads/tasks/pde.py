@@ -102,9 +102,9 @@ FULL_BUDGETS: dict[str, ModelBudget] = {
     "npgl": ModelBudget(epochs=200, max_time_s=30.0, lr_grid=(1e-2, 3e-3), batch_size=128),
     "nn": ModelBudget(epochs=200, max_time_s=20.0, lr_grid=(1e-3, 3e-4)),
     "fcn": ModelBudget(epochs=100, max_time_s=75.0, lr_grid=(1e-3,), patience=10),
-    # GNO: trained on 256 random points per instance (the GKN paper's Nystrom sampling), so an
-    # epoch costs the same at every resolution, about 35 s on one thread; 300 s bought 4-11
-    # epochs in the committed run (validation passes cost more on the finer grids).
+    # GNO: trained on random point subsets (the GKN paper's Nystrom sampling), so a training
+    # epoch costs the same at every resolution; with the whole-grid validation pass, 300 s bought
+    # 4-11 epochs in the committed run (one thread).
     "gno": ModelBudget(
         epochs=100,
         max_time_s=300.0,
