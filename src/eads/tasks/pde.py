@@ -378,7 +378,6 @@ def reference_scores(run_dir: str | Path) -> list[dict]:
     output of the fitting split (point-wise), and for Burgers ``u(x, 1) = mean(u0)`` (the
     conserved spatial mean). Written to ``run_dir/references.json``; ``eads bench pde-references``.
     """
-    from eads.data.pde import load_pde_dataset
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
@@ -388,16 +387,7 @@ def reference_scores(run_dir: str | Path) -> list[dict]:
     grids = dict.fromkeys((c["dataset"], c["params"]["resolution"]) for c in config["cells"])
     rows = []
     for dataset, res in grids:
-        ds = load_pde_dataset(
-            dataset,
-            res,
-            data.n_train,
-            data.n_test,
-            seed=data.seed,
-            quick=data.quick_data,
-            config=_data_config(dataset, data),
-            progress=False,
-        )
+        ds = _load_data(dataset, res, data, progress=False)
         n_val = max(1, int(round(data.val_fraction * data.n_train)))
         truth = ds.y_test.astype(np.float64)
         preds = {"fit-split mean": np.broadcast_to(ds.y_train[:-n_val].mean(0), truth.shape)}
@@ -432,7 +422,6 @@ def _latency(module: nn.Module, x: torch.Tensor, n_single: int = 20) -> float:
 
 def run_cell(cell: Cell, run_dir: Path) -> dict:
     """Train and evaluate one ``dataset x resolution x model`` cell; returns its metrics."""
-    from eads.data.pde import load_pde_dataset
     from eads.runs import device_description
 
     res = int(cell.params["resolution"])
@@ -440,16 +429,7 @@ def run_cell(cell: Cell, run_dir: Path) -> dict:
     b = dict(cell.params["budget"])
     b["lr_grid"] = tuple(b["lr_grid"])
     budget = ModelBudget(**b)
-    ds = load_pde_dataset(
-        cell.dataset,
-        res,
-        data.n_train,
-        data.n_test,
-        seed=data.seed,
-        quick=data.quick_data,
-        config=_data_config(cell.dataset, data),
-        progress=False,
-    )
+    ds = _load_data(cell.dataset, res, data, progress=False)
     dim = 1 if cell.dataset == "burgers" else 2
     n = res**dim
     n_val = max(1, int(round(data.val_fraction * data.n_train)))
@@ -612,20 +592,25 @@ def run_benchmark(
 
 def _prepare_data(cells: list[Cell], data: PDEBenchmarkConfig, progress: bool) -> None:
     """Generate (or check) each data set once, before the cells, so cells only read the cache."""
-    from eads.data.pde import load_pde_dataset
-
     for dataset in dict.fromkeys(c.dataset for c in cells):
         res = next(int(c.params["resolution"]) for c in cells if c.dataset == dataset)
-        load_pde_dataset(
-            dataset,
-            res,
-            data.n_train,
-            data.n_test,
-            seed=data.seed,
-            quick=data.quick_data,
-            config=_data_config(dataset, data),
-            progress=progress,
-        )
+        _load_data(dataset, res, data, progress=progress)
+
+
+def _load_data(dataset: str, res: int, data: PDEBenchmarkConfig, progress: bool):
+    """One data set at one resolution as a :class:`PDEBenchmarkConfig` asks (cached)."""
+    from eads.data.pde import load_pde_dataset
+
+    return load_pde_dataset(
+        dataset,
+        res,
+        data.n_train,
+        data.n_test,
+        seed=data.seed,
+        quick=data.quick_data,
+        config=_data_config(dataset, data),
+        progress=progress,
+    )
 
 
 def _data_config(dataset: str, data: PDEBenchmarkConfig):
