@@ -21,9 +21,10 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
 
-def max_rel_err(grads: dict, ref: dict, keys=("P", "J", "Q")) -> float:
-    """The worst relative error over a dict of gradients."""
-    return max(rel_err(grads[k], ref[k]) for k in keys)
+def max_rel_err(grads: dict, ref: dict, keys=None) -> float:
+    """The worst relative error over a dict of gradients (default: every key of ``ref``)."""
+    assert keys is not None or set(grads) == set(ref), (sorted(grads), sorted(ref))
+    return max(rel_err(grads[k], ref[k]) for k in (keys or ref))
 
 
 def fitted_order(steps, errors) -> float:

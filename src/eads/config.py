@@ -40,6 +40,11 @@ class ModelConfig:
     n_steps: int = 8  #: fixed steps over [0, T] for fixed-step solvers
     stages: str = "equilibrium"  #: "equilibrium" (closed forms) or "transient"
     coupling_init: float = 0.5  #: std of J's initial entries times sqrt(H)
+    #: a reference node (a clamped constant voltage with trained conductances into the hidden
+    #: nodes of EADS, the outputs of NP-GL); False: the paper's literal equations. The MLP has
+    #: biases of its own and ignores it.
+    reference: bool = True
+    reference_voltage: float = 1.0  #: the reference node's voltage, in state units
     #: non-idealities of the circuit, the fields of ``eads.circuit.nonideal.NonIdealities``
     #: (``[model.nonideal]`` in TOML); empty: the ideal circuit. EADS only.
     nonideal: dict[str, Any] = field(default_factory=dict)

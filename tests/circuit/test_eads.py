@@ -32,9 +32,9 @@ def test_transient_projection_reaches_closed_form(r_hidden):
     eq = make_model(r_hidden=r_hidden, settle_tolerance=tol)
     tr = same_params(eq, make_model("transient", r_hidden=r_hidden, settle_tolerance=tol))
     x = inputs()
-    h0 = x @ eq.P.detach().T / r_hidden  # closed form P x / r_h
+    h0 = (x @ eq.P.detach().T + eq.reference_voltage * eq.P_ref.detach()) / r_hidden  # closed form
     assert torch.allclose(eq.project(x), h0, rtol=1e-14, atol=1e-14)
-    # settled: the node current |P x - r_h h| <= tol, so the voltage is within tol / r_h
+    # settled: the node current |P x + p v_ref - r_h h| <= tol, so the voltage is within tol / r_h
     assert float((tr.project(x) - h0).detach().abs().max()) <= 1.01 * tol / r_hidden
 
 
@@ -62,7 +62,8 @@ def test_transient_and_equilibrium_models_agree_within_settle_tolerance():
 
 
 def test_stage_times_match_rc_closed_form():
-    """Projection node currents decay as |P x| exp(-r t): settle time log(max|P x| / tol) / r."""
+    """Projection node currents decay as |d| exp(-r t), d = P x + p v_ref: settle time
+    log(max|d| / tol) / r."""
     tol, dt = 1e-6, 0.05
     m = make_model(settle_tolerance=tol, settle_dt=dt, r_hidden=2.0)
     x = inputs(B=4)
@@ -70,7 +71,7 @@ def test_stage_times_match_rc_closed_form():
     assert isinstance(times, StageTimes)
     assert times.projection.shape == (4,) and times.readout.shape == (4,)
     assert times.coupling == m.duration
-    drive = (x @ m.P.detach().T).abs().amax(dim=1)
+    drive = (x @ m.P.detach().T + m.reference_voltage * m.P_ref.detach()).abs().amax(dim=1)
     t_star = torch.log(drive / tol) / 2.0
     assert torch.all(times.projection >= t_star - 1e-9)
     assert torch.all(times.projection <= t_star + dt + 1e-9)

@@ -23,15 +23,17 @@ def xs(B=5, N=4, seed=1):
 
 
 def test_energy_formula_by_hand():
-    """H(x) = -sum_{i != j} J_ij x_i x_j + sum_i h_i x_i^2, written out with loops."""
-    m = make()
+    """H(x) = -sum_{i != j} J_ij x_i x_j + sum_i h_i x_i^2 - sum_{i out} b_i v_ref x_i (the
+    reference node's couplings b), written out with loops."""
+    m = make(reference_voltage=0.8)
     nodes = xs(B=3, N=7, seed=2)
-    J, h = (m.J * m.mask).detach(), m.self_reaction().detach()
+    J, h, b_ref = (m.J * m.mask).detach(), m.self_reaction().detach(), m.J_ref.detach()
     for b in range(3):
         v = nodes[b]
         expected = sum(-J[i, j] * v[i] * v[j] for i in range(7) for j in range(7) if i != j) + sum(
             h[i] * v[i] ** 2 for i in range(7)
         )
+        expected -= sum(b_ref[k] * 0.8 * v[4 + k] for k in range(3))
         assert float(m.energy(nodes)[b].detach()) == pytest.approx(float(expected), rel=1e-12)
 
 
@@ -74,7 +76,8 @@ def test_annealed_outputs_equal_linear_solve(seed):
     x = xs(B=6, seed=seed)
     W, h = eq.coupling().detach(), eq.self_reaction().detach()
     A = torch.diag(2 * h[4:]) - W[4:, 4:]  # (M, M)
-    y_solve = torch.linalg.solve(A, (x @ W[4:, :4].T).T).T  # the quadratic's minimum
+    rhs = x @ W[4:, :4].T + eq.reference_voltage * eq.J_ref.detach()  # (B, M)
+    y_solve = torch.linalg.solve(A, rhs.T).T  # the quadratic's minimum
     with torch.no_grad():
         y_eq, y_tr = eq(x), tr(x)
     assert torch.allclose(y_eq, y_solve, rtol=1e-12, atol=1e-12)
@@ -84,8 +87,9 @@ def test_annealed_outputs_equal_linear_solve(seed):
 
 
 def test_conditional_mean_by_hand():
-    """mu_i = sum_j W_ij x_j / (2 h_i) with W = J + J^T (masked, zero diagonal)."""
-    m = make()
+    """mu_i = (sum_j W_ij x_j + b_i v_ref) / (2 h_i) with W = J + J^T (masked, zero diagonal);
+    the reference term b_i v_ref only on the outputs (inputs 0-3)."""
+    m = make(reference_voltage=-1.5)
     nodes = xs(B=2, N=7, seed=4)
     J = (m.J * m.mask).detach()
     h = m.self_reaction().detach()
@@ -93,6 +97,8 @@ def test_conditional_mean_by_hand():
     for b in range(2):
         for i in range(7):
             s = sum((J[i, j] + J[j, i]) * nodes[b, j] for j in range(7) if j != i)
+            if i >= 4:
+                s = s + m.J_ref.detach()[i - 4] * -1.5
             assert float(mu[b, i]) == pytest.approx(float(s / (2 * h[i])), rel=1e-12, abs=1e-14)
 
 

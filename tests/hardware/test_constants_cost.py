@@ -60,11 +60,13 @@ def test_from_dict_rejects_unknown_and_bad():
 
 @pytest.mark.parametrize("r, drive", [(1.0, 1.0), (2.0, 3.0), (0.5, 0.2)])
 def test_linear_stage_time_is_rc_settling(r, drive):
-    """The simulated projection of one node settles after ln(|d| / tol) / r time constants."""
+    """The simulated projection of one node settles after ln(|d| / tol) / r time constants; the
+    drive d = P x + P_ref v_ref includes the reference node's current."""
     tol, dt = 1e-6, 0.02
     m = EADS(1, 1, 1, r_hidden=r, settle_tolerance=tol, settle_dt=dt, dtype=torch.float64)
     with torch.no_grad():
-        m.P.fill_(drive)
+        m.P.fill_(drive - 0.1)
+        m.P_ref.fill_(0.1 / m.reference_voltage)
     st = m.stage_times(torch.ones(1, 1, dtype=torch.float64))
     expected = rc_settle_time(drive, r, tol)
     assert expected == pytest.approx(math.log(drive / tol) / r)
@@ -108,6 +110,20 @@ def test_bottom_up_power_counts_units():
     assert watts == pytest.approx(expected)
     extra = cost.power_w(size, training=True) - watts
     assert extra == pytest.approx(5 * p.adjoint_unit_power_w + 25 * p.coupling_unit_power_w)
+
+
+def test_reference_node_adds_one_node_and_h_conductances():
+    """CircuitSize.of reads the circuit: the reference node is one more node (a fixed source,
+    no DAC) and H more conductances to write and power."""
+    with_ref, without = EADS(3, 5, 2), EADS(3, 5, 2, reference=False)
+    a, b = CircuitSize.of(with_ref), CircuitSize.of(without)
+    assert (a.n_reference, b.n_reference) == (1, 0)
+    assert a.n_conductances - b.n_conductances == 5 == with_ref.P_ref.numel()
+    assert a.n_conductances == sum(p.numel() for p in with_ref.parameters())
+    assert a.n_nodes == b.n_nodes + 1
+    cost = CostModel()
+    assert cost.update(a)[2] == a.n_conductances
+    assert cost.inference(a, STAGES).dac_conversions == 3  # inputs only
 
 
 def test_training_scales_with_steps_and_programming_mode():

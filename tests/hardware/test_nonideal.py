@@ -32,7 +32,8 @@ def test_quantized_circuit_conductances_within_bound():
     m = EADS(5, 12, 3, seed=1, dtype=F64)
     bits = 4
     nm = NonIdealEADS.from_model(m, NonIdealities(conductance_bits=bits))
-    for name in "PJQ":
+    assert nm.conductance_names == ("P", "J", "Q", "P_ref")
+    for name in nm.conductance_names:  # the reference node's conductances are quantised too
         w = getattr(m, name).detach()
         span = 2 * float(w.abs().max())
         err = (nm.device_value(name) - w).abs().max()
@@ -111,11 +112,13 @@ def test_hardware_aware_adjoint_matches_autograd_through_effective_circuit(ni):
     ref.backward()
     assert float(loss) == pytest.approx(float(ref.detach()), rel=1e-12)
     # the rail clamps projection nodes that the core adjoint's dL/dP does not see (documented)
-    names = "JQ" if ni.rail is not None else "PJQ"
+    names = ("J", "Q") if ni.rail is not None else nm.conductance_names
+    assert "P_ref" in grads
     for name in names:
         torch.testing.assert_close(grads[name], getattr(nm, name).grad, rtol=1e-9, atol=1e-12)
     # the programmed values are untouched by the swap
     assert torch.equal(nm.P.detach(), m.P.detach())
+    assert torch.equal(nm.P_ref.detach(), m.P_ref.detach())
 
 
 def test_hardware_aware_ectrain_lowers_the_loss():

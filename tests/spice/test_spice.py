@@ -26,6 +26,7 @@ from eads.spice.netlist import (
     SmoothRectifier,
     eads_netlist,
     export_run,
+    netlist_for,
     npgl_netlist,
     run_inputs,
 )
@@ -104,6 +105,31 @@ def test_trained_eads_matches_ngspice_and_refines(runs):
     assert diffs[0] > diffs[1] > diffs[2] > rep.reference_rel_diff, diffs
     assert diffs[0] / diffs[1] > 2.5 and diffs[1] / diffs[2] > 2.5, diffs
     assert rep.spice_s > 0 and rep.simulator_s > 0 and rep.ratio > 0
+
+
+@needs_ngspice
+@pytest.mark.parametrize("kind", ["eads", "npgl"])
+def test_reference_node_is_wired_and_its_conductances_matter(runs, kind):
+    """The trained circuits have a reference node (the default): the netlist carries its source
+    and one G element per hidden node (EADS) or output (NP-GL), and ngspice agrees with the
+    simulator with it. The same circuit with its reference conductances zeroed also agrees
+    with its own simulation, while the two simulations differ by far more than the agreement:
+    so ngspice's outputs do carry the reference's current."""
+    model, *_ = load_trained(runs[kind])
+    assert model.reference
+    x = run_inputs(runs[kind], 2)
+    text = netlist_for(model, x).text
+    element = "Gpr_0_" if kind == "eads" else "Gr_0_"
+    width = model.n_hidden if kind == "eads" else model.n_outputs
+    assert "\nVref ref 0 " in text and text.count(element) == width
+    assert verify_model(model, x, timing=False).output_rel_diff < PASS
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    with torch.no_grad():
+        y_with = model(xt)
+        getattr(model, "P_ref" if kind == "eads" else "J_ref").zero_()
+        y_without = model(xt)
+    assert verify_model(model, x, timing=False).output_rel_diff < PASS
+    assert relative_difference(y_without.numpy(), y_with.numpy()) > 10 * PASS
 
 
 @needs_ngspice

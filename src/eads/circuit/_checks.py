@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from eads._errors import ConfigError, DataError, UnstableCircuitError
@@ -21,6 +23,30 @@ def check_positive(name: str, value: float) -> float:
     if not value > 0 or value != value or value == float("inf"):
         raise ConfigError(f"{name} must be a positive finite number, got {value!r}.")
     return value
+
+
+def check_reference(reference: bool, voltage: float, rail: float) -> bool:
+    """A reference node's switch and voltage: a finite, nonzero voltage inside the rail."""
+    if not isinstance(reference, bool):
+        raise ConfigError(f"reference must be True or False, got {reference!r}.")
+    if not reference:
+        return False
+    try:
+        v = float(voltage)
+    except (TypeError, ValueError):
+        raise ConfigError(f"reference_voltage must be a number, got {voltage!r}.") from None
+    if not math.isfinite(v):
+        raise ConfigError(f"reference_voltage must be finite, got {voltage!r}.")
+    if v == 0.0:
+        raise ConfigError(
+            "reference_voltage must be nonzero (a 0 V reference drives nothing); "
+            "pass reference=False for a circuit without one."
+        )
+    if abs(v) > rail:
+        raise ConfigError(
+            f"reference_voltage {v:g} lies outside the supply rail (+-{rail:g} state units)."
+        )
+    return True
 
 
 def check_batch(name: str, x: torch.Tensor, width: int, width_name: str) -> torch.Tensor:

@@ -11,6 +11,7 @@ the batch mean of ``L = mean_m (I_in - I_R)^2``, and the error currents give
     a(T)  = Q delta,   da/dt = -J^T (s * a),   s = 1[J h(t) > 0]   (integrated from T back to 0)
     dL/dJ = int_0^T (s * a) h^T dt
     dL/dP = a(0) x^T / r_h
+    dL/dp = v_ref sum_b a(0) / r_h                 (the reference node's conductances, if any)
 
 The adjoint ODE is integrated with the *adjoint scheme* of the forward solver: the same Butcher
 tableau run backwards, with each stage's diode states and stage voltages taken from the forward
@@ -48,7 +49,7 @@ def error_currents(model: EADS, h_T: torch.Tensor, y: torch.Tensor) -> torch.Ten
 def adjoint_gradients(
     model: EADS, x: torch.Tensor, y: torch.Tensor
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """EC-Train's loss and gradients ``{'P', 'J', 'Q'}`` of the batch-mean loss.
+    """EC-Train's loss and gradients ``{'P', 'J', 'Q'}`` (and ``'P_ref'``) of the batch-mean loss.
 
     Runs the circuit forward once (recording the tape), measures the error currents with the
     outputs clamped to ``y``, runs the adjoint circuit from ``T`` back to ``0`` and returns
@@ -108,20 +109,23 @@ def adjoint_gradients(
         grad_J = W.view(-1, H).T @ tape.input_buffer.view(-1, H)  # (H, K) @ (K, H)
     else:
         grad_J = torch.cat(weighted).T @ torch.cat(inputs)
-    if model.stages == "equilibrium":
-        grad_P = (a / model.r_hidden).T @ x  # (H, N): a(0) x^T / r_h
-    else:
-        grad_P = _transient_projection_grad(model, a, x)
-    return loss, {"P": grad_P, "J": grad_J, "Q": grad_Q}
+    # the projection's adjoint: dL/d(drive) = c a(0) / r_h, c the settled fraction (1 if settled)
+    a_drive = (_settled_fraction(model, x) / model.r_hidden) * a  # (B, H)
+    grads = {"P": a_drive.T @ x, "J": grad_J, "Q": grad_Q}  # dL/dP (H, N) = a_drive^T x
+    if model.reference:
+        grads["P_ref"] = model.reference_voltage * a_drive.sum(0)  # (H,): the same local rule
+    return loss, grads
 
 
-def _transient_projection_grad(model: EADS, a0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """With a transient projection, ``h0 = c P x / r_h`` where ``c = 1 - exp(-r_h t_s)``.
+def _settled_fraction(model: EADS, x: torch.Tensor) -> float:
+    """``c`` in ``h0 = c (P x + p v_ref) / r_h``: 1 at equilibrium, ``1 - exp(-r_h t_s)`` for a
+    transient projection.
 
-    The projection is linear in ``P x``, so its adjoint is the same linear map; we measure the
+    The projection is linear in its drive, so its adjoint is the same linear map; we measure the
     settled fraction ``c`` from the transient of a unit drive rather than assume full settling.
     """
+    if model.stages == "equilibrium":
+        return 1.0
     drive = torch.ones(1, 1, dtype=x.dtype, device=x.device)
     settled, _ = model._settle_linear(drive, model.r_hidden)
-    c = float(settled) * model.r_hidden
-    return (c * a0 / model.r_hidden).T @ x
+    return float(settled) * model.r_hidden

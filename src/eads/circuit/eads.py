@@ -15,14 +15,26 @@ symbol     attribute           meaning
 ``r_h``    ``r_hidden``        self-reaction conductance of a hidden node
 ``r_y``    ``r_output``        self-reaction conductance of an output node
 ``T``      ``duration``        how long the coupling stage runs
+``p``      ``P_ref`` (H,)      reference-node-to-hidden conductances (not in the paper; below)
+``v_ref``  ``reference_voltage``  the reference node's clamped voltage (state units)
 =========  ==================  ===============================================================
 
 The three stages:
 
-1. projection: ``dh/dt = P x - r_h h`` from ``h = 0``; settles to ``h0 = P x / r_h``;
+1. projection: ``dh/dt = P x + p v_ref - r_h h`` from ``h = 0``; settles to
+   ``h0 = (P x + p v_ref) / r_h``;
 2. coupling, for a time ``T``: ``dh/dt = relu(J h)``, the relu standing for the diodes (we use
    ``f(h) = relu(J h)`` throughout; the paper's appendix swaps J's indices between Eq. 5 and 19);
 3. readout: ``dy/dt = Q^T h(T) - r_y y`` from ``y = 0``; settles to ``y = Q^T h(T) / r_y``.
+
+The reference node (``reference=True``, the default) departs from the paper's equations. It is
+a node clamped at the constant voltage ``v_ref`` (a reference-voltage source on the chip), wired
+into every hidden node through its own trained conductances ``p``; EC-Train updates them with
+the same local rule as ``P`` (``dL/dp = v_ref a(0) / r_h``, an input that is always ``v_ref``).
+Why: without a constant node every stage is positively homogeneous (``relu(J c h) = c relu(J h)``
+for ``c > 0``), so ``model(c x) == c model(x)`` exactly, and the circuit can learn no offset, no
+threshold and no curvature that does not scale with its input. ``reference=False`` gives the
+paper's literal equations.
 
 ``stages="equilibrium"`` takes the linear stages' closed-form equilibria (fast, exact in the
 limit of a fully settled stage); ``stages="transient"`` integrates them until the node currents
@@ -38,7 +50,13 @@ import torch
 from torch import nn
 
 from eads._errors import ConfigError
-from eads.circuit._checks import check_batch, check_positive, check_size, check_stable
+from eads.circuit._checks import (
+    check_batch,
+    check_positive,
+    check_reference,
+    check_size,
+    check_stable,
+)
 from eads.solve import RK38, AbstractSolver, Solution, settle
 
 _STAGE_MODES = ("equilibrium", "transient")
@@ -84,6 +102,8 @@ class EADS(nn.Module):
         settle_dt: float = 0.05,
         rail: float = 1e4,
         coupling_init: float = 0.5,
+        reference: bool = True,
+        reference_voltage: float = 1.0,
         seed: int | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
@@ -98,6 +118,8 @@ class EADS(nn.Module):
         self.settle_tolerance = check_positive("settle_tolerance", settle_tolerance)
         self.settle_dt = check_positive("settle_dt", settle_dt)
         self.rail = check_positive("rail", rail)
+        self.reference = check_reference(reference, reference_voltage, self.rail)
+        self.reference_voltage = float(reference_voltage)
         if stages not in _STAGE_MODES:
             raise ConfigError(f"stages must be one of {_STAGE_MODES}, got {stages!r}.")
         if solver is not None and not isinstance(solver, AbstractSolver):
@@ -117,11 +139,26 @@ class EADS(nn.Module):
         self.P = init((H, N), 1 / math.sqrt(N))
         self.J = init((H, H), check_positive("coupling_init", coupling_init) / math.sqrt(H))
         self.Q = init((H, M), 1 / math.sqrt(H))
+        # drawn last, so P, J and Q start where a circuit without the reference starts; scaled so
+        # that the reference drives a hidden node as much as one standardised input does
+        ref_std = 1 / (math.sqrt(N) * abs(self.reference_voltage))
+        self.register_parameter("P_ref", init((H,), ref_std) if self.reference else None)
+
+    @property
+    def conductance_names(self) -> tuple[str, ...]:
+        """The trained conductance arrays: ``("P", "J", "Q")`` plus ``"P_ref"`` with a reference."""
+        return ("P", "J", "Q", "P_ref") if self.reference else ("P", "J", "Q")
+
+    def reference_drive(self, P_ref: torch.Tensor | None = None) -> torch.Tensor | float:
+        """The reference node's current into each hidden node, ``p v_ref (H,)`` (0 without it)."""
+        P_ref = self.P_ref if P_ref is None else P_ref
+        return P_ref * self.reference_voltage if self.reference else 0.0
 
     def extra_repr(self) -> str:
         return (
             f"n_inputs={self.n_inputs}, n_hidden={self.n_hidden}, n_outputs={self.n_outputs}, "
-            f"duration={self.duration}, solver={self.solver!r}, stages={self.stages!r}"
+            f"duration={self.duration}, solver={self.solver!r}, stages={self.stages!r}, "
+            f"reference={self.reference_voltage if self.reference else None}"
         )
 
     # -- the three stages ------------------------------------------------------------------
@@ -130,8 +167,8 @@ class EADS(nn.Module):
         return x.to(self.P.dtype)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        """Projection stage: ``h0 = P x / r_h`` (or its transient), ``(B, N) -> (B, H)``."""
-        drive = x @ self.P.T  # (B, H)
+        """Projection: ``h0 = (P x + p v_ref) / r_h`` (or its transient), ``(B, N) -> (B, H)``."""
+        drive = x @ self.P.T + self.reference_drive()  # (B, H)
         if self.stages == "equilibrium":
             return drive / self.r_hidden
         h0, _ = self._settle_linear(drive, self.r_hidden)
@@ -194,7 +231,7 @@ class EADS(nn.Module):
         """Simulate every stage as a transient and return how long each took (time constants)."""
         x = self.check_inputs(x)
         with torch.no_grad():
-            h0, t_proj = self._settle_linear(x @ self.P.T, self.r_hidden)
+            h0, t_proj = self._settle_linear(x @ self.P.T + self.reference_drive(), self.r_hidden)
             hT = self.couple(h0).y
             _, t_read = self._settle_linear(hT @ self.Q, self.r_output)
         return StageTimes(t_proj, self.duration, t_read)

@@ -2,8 +2,9 @@
 
 Each non-ideality is off by default and switched on by a field of :class:`NonIdealities`:
 
-* ``conductance_bits``: every conductance of P, J, Q is one of ``2^b`` uniform levels over its
-  range ``[-g_max, g_max]`` (signed: a differential pair), see :func:`quantize`;
+* ``conductance_bits``: every conductance of P, J, Q (and the reference node's ``P_ref``) is one
+  of ``2^b`` uniform levels over its range ``[-g_max, g_max]`` (signed: a differential pair), see
+  :func:`quantize`;
 * ``conductance_max``: the range limit ``g_max`` (unit conductances); ``None``: each matrix's
   own largest magnitude (a calibrated programming range);
 * ``variation_sigma``: device-to-device variation: each programmed conductance is multiplied by
@@ -49,7 +50,6 @@ from eads.solve import AbstractFixedStep, Euler, Solution
 from eads.solve.sde import EulerMaruyama
 
 DIODES = ("ideal", "softplus", "threshold")
-_MATRICES = ("P", "J", "Q")
 
 
 @dataclass(frozen=True)
@@ -160,14 +160,15 @@ class NonIdealEADS(EADS):
             model.n_inputs, model.n_hidden, model.n_outputs,
             duration=model.duration, r_hidden=model.r_hidden, r_output=model.r_output,
             solver=model.solver, stages=model.stages, settle_tolerance=model.settle_tolerance,
-            settle_dt=model.settle_dt, rail=model.rail, dtype=model.P.dtype,
+            settle_dt=model.settle_dt, rail=model.rail, reference=model.reference,
+            reference_voltage=model.reference_voltage, dtype=model.P.dtype,
             device=model.P.device, nonideal=nonideal,
         )  # fmt: skip
         if isinstance(model, NonIdealEADS):
             new.solver = model._ideal_solver
             new.set_nonidealities(nonideal or NonIdealities())
         with torch.no_grad():
-            for name in _MATRICES:
+            for name in model.conductance_names:
                 getattr(new, name).copy_(getattr(model, name))
         return new
 
@@ -179,7 +180,7 @@ class NonIdealEADS(EADS):
         if not hasattr(self, "_ideal_solver"):
             self._ideal_solver = self.solver
         gen = torch.Generator().manual_seed(nonideal.seed)
-        for name in _MATRICES:
+        for name in self.conductance_names:
             p = getattr(self, name)
             z = torch.randn(p.shape, generator=gen, dtype=torch.float64)
             factor = torch.exp(nonideal.variation_sigma * z).to(device=p.device, dtype=p.dtype)
@@ -214,9 +215,10 @@ class NonIdealEADS(EADS):
         return w
 
     def effective(self, name: str) -> torch.Tensor:
-        """Effective ``P``, ``J`` or ``Q``: the device value, with a straight-through gradient."""
-        if name not in _MATRICES:
-            raise ConfigError(f"name must be one of {_MATRICES}, got {name!r}.")
+        """Effective ``P``, ``J``, ``Q`` or ``P_ref``: the device value, with a straight-through
+        gradient."""
+        if name not in self.conductance_names:
+            raise ConfigError(f"name must be one of {self.conductance_names}, got {name!r}.")
         w = getattr(self, name)
         if self._swapped or self.nonideal.ideal:
             return w
@@ -224,13 +226,14 @@ class NonIdealEADS(EADS):
 
     @contextlib.contextmanager
     def programmed_as_effective(self) -> Iterator[None]:
-        """Temporarily hold the effective values in ``P, J, Q`` (for no-grad code: the adjoint)."""
+        """Temporarily hold the effective values in ``P, J, Q, P_ref`` (for no-grad code: the
+        adjoint)."""
         if self._swapped or self.nonideal.ideal:
             yield
             return
         saved = {}
         with torch.no_grad():
-            for name in _MATRICES:
+            for name in self.conductance_names:
                 p = getattr(self, name)
                 saved[name] = p.detach().clone()
                 p.copy_(self.device_value(name))
@@ -240,7 +243,7 @@ class NonIdealEADS(EADS):
         finally:
             self._swapped = False
             with torch.no_grad():
-                for name in _MATRICES:
+                for name in self.conductance_names:
                     getattr(self, name).copy_(saved[name])
 
     # -- the stages, through the imperfect circuit --------------------------------------------
@@ -256,7 +259,8 @@ class NonIdealEADS(EADS):
         return v + (sigma / math.sqrt(2 * r)) * xi
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        drive = x @ self.effective("P").T  # (B, H)
+        ref = self.reference_drive(self.effective("P_ref")) if self.reference else 0.0
+        drive = x @ self.effective("P").T + ref  # (B, H)
         if self.stages == "equilibrium":
             h0 = drive / self.r_hidden
         else:

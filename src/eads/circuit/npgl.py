@@ -10,6 +10,14 @@ the outputs settle to the minimum of the quadratic, which is the linear solve
 
     (2 diag(h_o) - W_oo) y = W_oc x.
 
+The reference node (``reference=True``, the default; not in the paper) is one more clamped node
+``x_0 = v_ref`` (a reference-voltage source) coupled to every output by its own trained
+conductances ``b = J_ref (M,)``: it adds ``- v_ref sum_i b_i y_i`` to H, so the outputs settle to
+``(2 diag(h_o) - W_oo) y = W_oc x + b v_ref``, and each output's conditional mean gains
+``b_i v_ref / (2 h_i)``. Without it the annealed output is linear and homogeneous in the inputs
+(``y(c x) = c y(x)``), so NP-GL cannot learn an offset; ``reference=False`` gives the paper's
+literal Hamiltonian.
+
 Each node's conditional given the rest is Gaussian with mean ``sum_j W_ij x_j / (2 h_i)``; NP-GL
 is trained offline by fitting those conditional means of the output nodes to the data (MAE,
 as in the seed paper) -- see :class:`eads.ConditionalLikelihood`.
@@ -21,7 +29,7 @@ definite, and annealing always converges. This restricts the reachable (J, h) pa
 price of never training a circuit that cannot settle. An optional ``mask (D, D)`` (a graph)
 zeroes couplings that the hardware does not wire.
 
-Do not use NP-GL for strongly nonlinear maps: its annealed output is linear in the inputs.
+Do not use NP-GL for strongly nonlinear maps: its annealed output is affine in the inputs.
 """
 
 from __future__ import annotations
@@ -33,7 +41,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from eads._errors import ConfigError, DataError
-from eads.circuit._checks import check_batch, check_positive, check_size, check_stable
+from eads.circuit._checks import (
+    check_batch,
+    check_positive,
+    check_reference,
+    check_size,
+    check_stable,
+)
 from eads.solve import settle
 
 _STAGE_MODES = ("equilibrium", "transient")
@@ -59,6 +73,8 @@ class NPGL(nn.Module):
         margin: float = 0.05,
         rail: float = 1e4,
         coupling_init: float = 0.1,
+        reference: bool = True,
+        reference_voltage: float = 1.0,
         seed: int | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
@@ -74,6 +90,8 @@ class NPGL(nn.Module):
         self.settle_dt = check_positive("settle_dt", settle_dt)
         self.margin = check_positive("margin", margin)
         self.rail = check_positive("rail", rail)
+        self.reference = check_reference(reference, reference_voltage, self.rail)
+        self.reference_voltage = float(reference_voltage)
         offdiag = 1.0 - torch.eye(D, dtype=dtype, device=device)
         if mask is not None:
             mask = torch.as_tensor(mask, dtype=dtype, device=device)
@@ -89,9 +107,21 @@ class NPGL(nn.Module):
         J = torch.randn(D, D, generator=gen, dtype=torch.float64) * std
         self.J = nn.Parameter(J.to(device=device, dtype=dtype))
         self.rho = nn.Parameter(torch.zeros(D, dtype=dtype, device=device))
+        # drawn after J, so J starts where a circuit without the reference starts
+        ref = torch.randn(n_outputs, generator=gen, dtype=torch.float64) * std
+        ref = nn.Parameter((ref / abs(self.reference_voltage)).to(device=device, dtype=dtype))
+        self.register_parameter("J_ref", ref if self.reference else None)
 
     def extra_repr(self) -> str:
-        return f"n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, stages={self.stages!r}"
+        ref = self.reference_voltage if self.reference else None
+        return (
+            f"n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, stages={self.stages!r}, "
+            f"reference={ref}"
+        )
+
+    def reference_drive(self) -> torch.Tensor | float:
+        """The reference node's current into each output, ``b v_ref (M,)`` (0 without it)."""
+        return self.J_ref * self.reference_voltage if self.reference else 0.0
 
     @property
     def n_nodes(self) -> int:
@@ -114,19 +144,26 @@ class NPGL(nn.Module):
         """``H(x)`` per sample for full node states ``(B, D)`` -> ``(B,)``."""
         W = self.coupling()
         h = self.self_reaction(W)
-        return -0.5 * ((nodes @ W) * nodes).sum(-1) + (h * nodes**2).sum(-1)
+        energy = -0.5 * ((nodes @ W) * nodes).sum(-1) + (h * nodes**2).sum(-1)
+        if self.reference:
+            energy = energy - (nodes[:, self.n_inputs :] * self.reference_drive()).sum(-1)
+        return energy
 
     def conditional_mean(self, nodes: torch.Tensor) -> torch.Tensor:
         """Each node's Gaussian conditional mean given the others, ``(B, D) -> (B, D)``."""
         W = self.coupling()
-        return (nodes @ W.T) / (2 * self.self_reaction(W))
+        field = nodes @ W.T  # (B, D)
+        if self.reference:
+            zeros = torch.zeros_like(field[0, : self.n_inputs])
+            field = field + torch.cat([zeros, self.reference_drive()])
+        return field / (2 * self.self_reaction(W))
 
     def field(self, x: torch.Tensor):
         """The output nodes' vector field ``-dH/dy`` with inputs clamped to ``x``."""
         W = self.coupling()
         h = self.self_reaction(W)
         N = self.n_inputs
-        drive = x @ W[N:, :N].T  # (B, M)
+        drive = x @ W[N:, :N].T + self.reference_drive()  # (B, M)
         W_oo, h_o = W[N:, N:], h[N:]
         return lambda t, y: drive + y @ W_oo.T - 2 * h_o * y
 
@@ -151,7 +188,7 @@ class NPGL(nn.Module):
         h = self.self_reaction(W)
         N = self.n_inputs
         A = torch.diag(2 * h[N:]) - W[N:, N:]  # (M, M), positive definite
-        rhs = x @ W[N:, :N].T  # (B, M)
+        rhs = x @ W[N:, :N].T + self.reference_drive()  # (B, M)
         y = torch.linalg.solve(A, rhs.T).T
         check_stable("NP-GL annealing", y, self.rail, "the couplings are too large")
         return y

@@ -17,14 +17,17 @@ conversion, energy of all of them).
 One **EC-Train sample** (seed paper Sec. 3.2) is the forward anneal with inputs and targets
 converted (N + M DAC conversions), the clamped error-current measurement (the output nodes settle
 with their outputs clamped: ``t_read`` again), and the adjoint circuit run from T back to 0 (a
-time ``T``); an **update** writes every conductance once (``H N + H H + H M`` writes), by rows or
+time ``T``); an **update** writes every conductance once (``H (N + R) + H H + H M`` writes, ``R``
+the reference nodes: 1 with the reference node, 0 without), by rows or
 all in parallel (:class:`ProgrammingConstants`). With minibatches of B samples the updates of B
 samples are accumulated in the analog update circuit and written once per batch (assumed).
 
 **Power** of the analog core is either the seed paper's preset (1.8 W training, 352 mW inference,
-``power="paper"``) or a bottom-up sum (``power="bottom-up"``) over node units (N + H + M), coupling
-units (one per conductance, ``H N + H H + H M``), and, while training, H adjoint node units and
-the H x H adjoint coupling array. Converter and programming energies are counted on top of it.
+``power="paper"``) or a bottom-up sum (``power="bottom-up"``) over node units (N + R + H + M; the
+reference source is counted as one node unit, an assumption), coupling units (one per
+conductance, ``H (N + R) + H H + H M``), and, while training, H adjoint node units and the
+H x H adjoint coupling array. The reference node is a fixed voltage: it needs no DAC.
+Converter and programming energies are counted on top of it.
 
 Do not read these numbers as a chip's datasheet: every constant is stated in
 :mod:`eads.hardware.constants` with its source, and most are assumptions.
@@ -57,27 +60,30 @@ def rc_settle_time(drive: float, conductance: float, tolerance: float) -> float:
 
 @dataclass(frozen=True)
 class CircuitSize:
-    """Node counts: N inputs, H hidden, M outputs."""
+    """Node counts: N inputs, H hidden, M outputs, and R = 0 or 1 reference nodes."""
 
     n_inputs: int
     n_hidden: int
     n_outputs: int
+    n_reference: int = 0  #: 1: a reference node wired into every hidden node (``P_ref``)
 
     def __post_init__(self) -> None:
         for name in ("n_inputs", "n_hidden", "n_outputs"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"CircuitSize.{name} must be a positive integer, got {v!r}.")
+        if self.n_reference not in (0, 1) or isinstance(self.n_reference, bool):
+            raise ConfigError(f"CircuitSize.n_reference must be 0 or 1, got {self.n_reference!r}.")
 
     @property
     def n_nodes(self) -> int:
-        return self.n_inputs + self.n_hidden + self.n_outputs
+        return self.n_inputs + self.n_reference + self.n_hidden + self.n_outputs
 
     @property
     def n_conductances(self) -> int:
-        """``H N + H H + H M``: every element of P, J and Q."""
+        """``H (N + R) + H H + H M``: every element of P, P_ref, J and Q."""
         H = self.n_hidden
-        return H * self.n_inputs + H * H + H * self.n_outputs
+        return H * (self.n_inputs + self.n_reference) + H * H + H * self.n_outputs
 
     @property
     def n_rows(self) -> int:
@@ -86,7 +92,8 @@ class CircuitSize:
 
     @classmethod
     def of(cls, model) -> CircuitSize:
-        return cls(int(model.n_inputs), int(model.n_hidden), int(model.n_outputs))
+        reference = int(bool(getattr(model, "reference", False)))
+        return cls(int(model.n_inputs), int(model.n_hidden), int(model.n_outputs), reference)
 
 
 @dataclass(frozen=True)

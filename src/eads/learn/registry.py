@@ -47,12 +47,22 @@ def build_model(
             solver=make_solver(cfg.solver, **kwargs),
             stages=cfg.stages,
             coupling_init=cfg.coupling_init,
+            reference=cfg.reference,
+            reference_voltage=cfg.reference_voltage,
             seed=seed,
             dtype=dtype,
             **extra,
         )
     if cfg.kind == "npgl":
-        return NPGL(n_inputs, n_outputs, stages=cfg.stages, seed=seed, dtype=dtype)
+        return NPGL(
+            n_inputs,
+            n_outputs,
+            stages=cfg.stages,
+            reference=cfg.reference,
+            reference_voltage=cfg.reference_voltage,
+            seed=seed,
+            dtype=dtype,
+        )
     return MLP(n_inputs, cfg.n_hidden, n_outputs, seed=seed, dtype=dtype)
 
 

@@ -13,9 +13,11 @@ signals ``phi_p``, ``phi_c``, ``phi_r`` (0 V or 1 V) as in the seed paper's Figu
 1. projection, ``0 <= t < t_p``: the input sources drive ``x_j V_s`` (a PWL source, switched to
    0 V at the end of the phase, standing for the input DAC's switch); ``P`` is a
    voltage-controlled current source (G element) per entry, from input ``j`` into hidden ``i``;
+   the reference node (if the circuit has one) is a source ``ref`` at ``v_ref V_s``, switched
+   like the inputs, wired into hidden ``i`` by a G element of ``P_ref_i g``;
    the hidden self-reaction resistor ``r_h g`` is switched in by ``phi_p`` (a B source
    ``I = r_h g V(phi_p) V(h)``). The nodes settle to ``h0 = P x / r_h`` (``settle`` node time
-   constants of that stage; error ``exp(-settle)``).
+   constants of that stage; error ``exp(-settle)``), with ``+ P_ref v_ref`` in the drive.
 2. coupling, for ``T``: ``J`` is a G element per entry into a summing node ``z_i`` held by a
    ``1/g`` resistor, so ``V(z_i) = sum_j J_ij V(h_j)`` (no capacitor: instantaneous); the diode
    is a behavioural current source ``I = g V(phi_c) rect(V(z_i))`` into ``h_i`` with the ideal
@@ -37,7 +39,9 @@ is autonomous, a gated field ``phi_c(t) relu(J h)`` is the ungated one in the ti
 ``s(t) = int phi_c``, so the ramps cost no accuracy (:meth:`Netlist.coupling_time_s`).
 
 NP-GL netlist: inputs clamped by DC sources, each output node a capacitor with its
-self-reaction resistor ``2 h_i g`` to ground, and every ``W_ij`` (outputs' rows) a G element; it
+self-reaction resistor ``2 h_i g`` to ground, and every ``W_ij`` (outputs' rows) a G element; a
+reference node is one more DC source ``ref`` at ``v_ref V_s`` with a G element of ``J_ref_i g``
+into each output; it
 anneals from 0 V and settles in ``settle`` time constants of its slowest mode.
 
 Do not use these netlists for a circuit whose node voltages must respect the supply rail: the
@@ -255,6 +259,7 @@ def eads_netlist(
     P = model.P.detach().double().cpu().numpy()  # (H, N)
     J = model.J.detach().double().cpu().numpy().copy()  # (H, H)
     Q = model.Q.detach().double().cpu().numpy()  # (H, M)
+    p_ref = model.P_ref.detach().double().cpu().numpy() if model.reference else None  # (H,)
     _check_flip(flip_coupling, H, H)
     if flip_coupling is not None:
         J[flip_coupling] = -J[flip_coupling]
@@ -286,6 +291,13 @@ def eads_netlist(
         f"Vphi_r phi_r 0 PWL(0 0 {_num(s.readout_start_s)} 0 "
         f"{_num(s.readout_start_s + s.ramp_s)} 1)",
     ]
+    if p_ref is not None:
+        v = _num(model.reference_voltage * Vs)
+        lines += [
+            "* reference node: a constant voltage, switched off with the inputs",
+            f"Vref ref 0 PWL(0 {v} {_num(s.projection_end_s)} {v} "
+            f"{_num(s.projection_end_s + s.ramp_s)} 0)",
+        ]
     hidden_nodes, output_nodes, saves = [], [], []
     for b, xb in enumerate(xs):
         p = f"s{b}_"
@@ -308,6 +320,8 @@ def eads_netlist(
             for j in range(model.n_inputs):
                 if P[i, j] != 0.0:
                     lines.append(f"Gp_{b}_{i}_{j} 0 {p}h{i} {p}in{j} 0 {_num(P[i, j] * g)}")
+            if p_ref is not None and p_ref[i] != 0.0:
+                lines.append(f"Gpr_{b}_{i} 0 {p}h{i} ref 0 {_num(p_ref[i] * g)}")
         lines.append("* coupling J into summing nodes z, then the rectifier into h")
         for i in range(H):
             lines.append(f"Rz_{b}_{i} {p}z{i} 0 {_num(1 / g)}")
@@ -337,7 +351,8 @@ def _eads_peak(model: EADS, xs: np.ndarray, J: np.ndarray) -> float:
         x = torch.as_tensor(xs, dtype=model.P.dtype)
         _, h = model.coupling_trajectory(x)
         y = model(x)
-    return float(max(h.abs().max(), y.abs().max(), torch.as_tensor(xs).abs().max()))
+    v_ref = abs(model.reference_voltage) if model.reference else 0.0
+    return float(max(h.abs().max(), y.abs().max(), torch.as_tensor(xs).abs().max(), v_ref))
 
 
 def npgl_netlist(
@@ -364,6 +379,7 @@ def npgl_netlist(
     with torch.no_grad():
         W = model.coupling().double().cpu().numpy().copy()  # (D, D)
         h = model.self_reaction().double().cpu().numpy()  # (D,)
+        b_ref = model.J_ref.double().cpu().numpy() if model.reference else None  # (M,)
     _check_flip(flip_coupling, D, D)
     if flip_coupling is not None:
         if flip_coupling[0] < N:
@@ -383,6 +399,8 @@ def npgl_netlist(
     sched = Schedule(0.0, 0.0, 0.0, 0.0, stop * tau, 0.0)
     lines = _header(f"NP-GL circuit: {N} inputs, {M} outputs, {len(xs)} test input(s)", c, st)
     output_nodes, saves = [], []
+    if b_ref is not None:
+        lines.append(f"Vref ref 0 DC {_num(model.reference_voltage * Vs)}")
     for b, xb in enumerate(xs):
         p = f"s{b}_"
         names = [f"{p}in{j}" for j in range(N)] + [f"{p}y{k}" for k in range(M)]
@@ -399,10 +417,13 @@ def npgl_netlist(
             for j in range(D):
                 if j != i and W[i, j] != 0.0:
                     lines.append(f"Gw_{b}_{i}_{j} 0 {names[i]} {names[j]} 0 {_num(W[i, j] * g)}")
+            if b_ref is not None and b_ref[k] != 0.0:
+                lines.append(f"Gr_{b}_{k} 0 {names[i]} ref 0 {_num(b_ref[k] * g)}")
     lines += _footer(saves, sched, st, tau)
     with torch.no_grad():
         y = model.equilibrium(torch.as_tensor(xs, dtype=model.J.dtype))
-    peak = float(max(np.abs(xs).max(), y.abs().max())) * Vs
+    v_ref = abs(model.reference_voltage) if model.reference else 0.0
+    peak = float(max(np.abs(xs).max(), y.abs().max(), v_ref)) * Vs
     return Netlist("\n".join(lines) + "\n", "npgl", c, sched, 0.0, [], output_nodes, peak)
 
 
