@@ -29,7 +29,8 @@ def to_toml(cfg: RunConfig) -> str:
     lines = []
     for table, entries in cfg.to_dict().items():
         lines.append(f"[{table}]")
-        lines += [f"{k} = {value(v)}" for k, v in entries.items()]
+        # TOML has no null: a setting left out takes its default, which is what None means
+        lines += [f"{k} = {value(v)}" for k, v in entries.items() if v is not None]
     return "\n".join(lines) + "\n"
 
 

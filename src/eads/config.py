@@ -27,6 +27,7 @@ from eads._errors import ConfigError
 
 MODEL_KINDS = ("eads", "npgl", "mlp")
 OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("none", "plateau", "cosine")
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,35 @@ class TrainConfig:
     #: "ectrain", "hw-ectrain" (a non-ideal EADS), "backprop", "likelihood" (NP-GL) or
     #: "backprop-sampled" (graph kernel networks)
     trainer: str = "ectrain"
-    epochs: int = 100
+    #: the epoch cap: the most epochs a run trains. High enough that patience ends nearly every
+    #: run; a run that reaches it records ``stop_reason = "epoch_cap"``
+    epochs: int = 2000
     batch_size: int = 32  #: 1 = per-sample updates, as the hardware applies them
-    lr: float = 3e-3
+    lr: float = 3e-3  #: the initial learning rate (the schedule lowers it from there)
     optimizer: str = "adam"  #: "sgd" (the plain update the circuit applies) or "adam"
-    patience: int = 15  #: early stopping on validation loss; 0 disables it
+    #: stop after this many epochs without a lower validation loss (the training loss when
+    #: there is no validation split), keeping the best epoch's parameters; 0: no patience-based
+    #: stopping, the run trains to the epoch cap (or ``max_time_s``)
+    patience: int = 20
+    #: the learning-rate schedule: "none" (constant ``lr``); "plateau" (torch's
+    #: ReduceLROnPlateau on the loss that patience watches: multiply the lr by
+    #: ``schedule_factor`` after ``schedule_patience`` + 1 epochs in a row without a lower loss;
+    #: it acts only when ``patience`` > 0, so ``patience = 0`` keeps the lr constant, and it
+    #: lowers the lr before patience stops a run only if ``schedule_patience`` < ``patience``);
+    #: "cosine" (torch's CosineAnnealingLR from ``lr`` down to the floor over the epoch cap,
+    #: lr_t = lr_min + (lr - lr_min) (1 + cos(pi t / epochs)) / 2 in epoch t; for a run meant to
+    #: reach the cap, e.g. ``patience = 0``)
+    schedule: str = "plateau"
+    schedule_factor: float = 0.5  #: "plateau": the factor in (0, 1) each reduction multiplies by
+    #: "plateau": epochs in a row without a lower loss that are tolerated before a reduction
+    schedule_patience: int = 5
+    #: the floor of either schedule as a fraction of ``lr``: lr_min = ``min_lr_ratio * lr``,
+    #: in [0, 1)
+    min_lr_ratio: float = 1e-3
+    #: a wall-time limit, in seconds of training accumulated across resumes, checked after each
+    #: epoch (an epoch is never cut short); None: no limit. A run that reaches it records
+    #: ``stop_reason = "wall_time"`` and depends on the machine's speed
+    max_time_s: float | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -93,6 +118,22 @@ class TrainConfig:
             raise ConfigError(f"train.lr must be positive, got {self.lr!r}.")
         if self.patience < 0:
             raise ConfigError(f"train.patience must be >= 0, got {self.patience!r}.")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}.")
+        if not 0 < self.schedule_factor < 1:
+            raise ConfigError(
+                f"train.schedule_factor must be in (0, 1), got {self.schedule_factor!r}."
+            )
+        value = self.schedule_patience
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"train.schedule_patience must be an integer >= 0, got {value!r}.")
+        if not 0 <= self.min_lr_ratio < 1:
+            raise ConfigError(f"train.min_lr_ratio must be in [0, 1), got {self.min_lr_ratio!r}.")
+        if self.max_time_s is not None and not self.max_time_s > 0:
+            raise ConfigError(
+                f"train.max_time_s must be positive (or None for no limit), "
+                f"got {self.max_time_s!r}."
+            )
 
 
 @dataclass(frozen=True)

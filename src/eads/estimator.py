@@ -1,10 +1,14 @@
 """A scikit-learn style estimator for plain function learning with EADS or NP-GL.
 
->>> reg = EADSRegressor(model="eads", n_hidden=64, epochs=50).fit(X_train, y_train)
+>>> reg = EADSRegressor(model="eads", n_hidden=64).fit(X_train, y_train)
 >>> reg.predict(X_test); reg.score(X_test, y_test)   # R^2
+>>> reg.history_.stop_reason                          # "patience", "epoch_cap" or "wall_time"
 
 Inputs and targets are z-scored with statistics of the training part only; a validation part
-(``val_fraction``) is carved from the data given to ``fit`` for early stopping.
+(``val_fraction``) is carved from the data given to ``fit`` for early stopping. The training
+defaults are :class:`eads.config.TrainConfig`'s: train until ``patience`` epochs bring no lower
+validation loss, under a plateau learning-rate schedule, with an epoch cap (``epochs``) high
+enough that patience ends nearly every run; ``max_time_s`` bounds the training time.
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ from eads.learn.registry import build_model, default_trainer_for, make_trainer
 
 
 class EADSRegressor:
-    """Fit ``y = f(X)`` with an EADS circuit (EC-Train by default), NP-GL or an MLP."""
+    """Fit ``y = f(X)`` with an EADS circuit (EC-Train by default), NP-GL or an MLP.
+
+    ``epochs`` is the epoch cap, ``patience`` the early stopping, ``schedule`` the learning-rate
+    schedule ("none", "plateau" or "cosine") and ``max_time_s`` a wall-time limit on training
+    (None: none), as in :class:`eads.config.TrainConfig`. After ``fit``, ``history_`` holds the
+    per-epoch losses and learning rates and ``history_.stop_reason`` what ended training.
+    """
 
     def __init__(
         self,
@@ -31,11 +41,13 @@ class EADSRegressor:
         n_hidden: int = 64,
         duration: float = 1.0,
         n_steps: int = 8,
-        epochs: int = 100,
-        batch_size: int = 32,
-        lr: float = 3e-3,
-        optimizer: str = "adam",
-        patience: int = 15,
+        epochs: int = TrainConfig.epochs,
+        batch_size: int = TrainConfig.batch_size,
+        lr: float = TrainConfig.lr,
+        optimizer: str = TrainConfig.optimizer,
+        patience: int = TrainConfig.patience,
+        schedule: str = TrainConfig.schedule,
+        max_time_s: float | None = TrainConfig.max_time_s,
         val_fraction: float = 0.15,
         seed: int = 0,
         progress: bool = False,
@@ -50,6 +62,8 @@ class EADSRegressor:
         self.lr = lr
         self.optimizer = optimizer
         self.patience = patience
+        self.schedule = schedule
+        self.max_time_s = max_time_s
         self.val_fraction = val_fraction
         self.seed = seed
         self.progress = progress
@@ -100,6 +114,8 @@ class EADSRegressor:
             lr=self.lr,
             optimizer=self.optimizer,
             patience=self.patience,
+            schedule=self.schedule,
+            max_time_s=self.max_time_s,
             seed=self.seed,
         )
         self.model_ = build_model(mcfg, X.shape[1], Y.shape[1], seed=self.seed)

@@ -159,6 +159,7 @@ def test_interrupted_and_resumed_run_ends_with_same_parameters(tmp_path, optimiz
     assert all(torch.equal(p, q) for p, q in zip(params(full), params(resumed), strict=True))
     assert h_res.train_loss == h_full.train_loss and h_res.val_loss == h_full.val_loss
     assert h_res.best_epoch == h_full.best_epoch and h_res.epochs_run == 5
+    assert h_res.lr == h_full.lr and h_res.stop_reason == h_full.stop_reason
 
 
 def test_resume_without_or_with_corrupt_checkpoint(tmp_path):
@@ -243,7 +244,7 @@ def test_early_stopping_restores_best_parameters():
         TrainConfig(epochs=50, batch_size=8, lr=5e-2, patience=2),
         progress=False,
     )
-    assert hist.stopped_early and hist.epochs_run < 50
+    assert hist.stopped_early and hist.epochs_run < 50 and hist.stop_reason == "patience"
     assert hist.best_val == min(hist.val_loss)
     assert evaluate_mse(m, xv, yv) == pytest.approx(hist.best_val, rel=1e-6)
 
