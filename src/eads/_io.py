@@ -2,7 +2,9 @@
 
 Each writer writes to a temporary file in the same folder, flushes and fsyncs it, then renames it
 over the target (``os.replace`` is atomic on POSIX and Windows). An interrupted write leaves at
-most a ``.tmp-*`` file, which no reader looks at.
+most a ``.tmp-<name>-*`` file beside the target, which no reader looks at; a process killed
+outright (``SIGKILL``, power loss) cannot remove it, so whoever resumes work in that folder calls
+:func:`remove_temporaries`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from eads import _faults
+
+TEMPORARY_PREFIX = ".tmp-"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -22,7 +28,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".tmp-{target.name}-", suffix=target.suffix, dir=target.parent
+        prefix=f"{TEMPORARY_PREFIX}{target.name}-", suffix=target.suffix, dir=target.parent
     )
     os.close(fd)
     tmp_path = Path(tmp)
@@ -30,10 +36,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        if _faults.ARMED:
+            _faults.point(f"before-rename:{target.name}")
         os.replace(tmp_path, target)
+        if _faults.ARMED:
+            _faults.point(f"after-rename:{target.name}")
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that interrupted atomic writes left in ``folder``.
+
+    Only for a folder no other process is writing to at the same time (its temporaries are
+    someone's writes in progress); returns the paths removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.glob(f"{TEMPORARY_PREFIX}*")):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -3,17 +3,21 @@
 A run directory holds
 
 * ``config.json`` -- the resolved configuration (all defaults filled in);
-* ``meta.json`` -- seed, code revision (git), device, library versions, start time;
+* ``meta.json`` -- seed, code revision (git), device, library versions, start time, and for a
+  run trained on a data file that file's fingerprint (``data``: path, size in bytes, sha256),
+  by which a resume checks that it is given the same data;
 * ``checkpoint.safetensors`` -- parameters, optimiser state and loop state (resumable);
 * ``metrics.json`` -- the results; ``history.json`` -- per-epoch losses;
 * whatever else the run adds (``standardizer.json``, plots).
 
 Every file is replaced atomically (:mod:`eads._io`), so an interrupted run leaves the previous
-complete version of each file, never half of one.
+complete version of each file, never half of one (and, when killed outright, perhaps a
+``.tmp-*`` file, which :meth:`RunDir.remove_temporaries` deletes).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import subprocess
@@ -23,8 +27,9 @@ from typing import Any
 
 import torch
 
+from eads import _faults
 from eads._errors import CheckpointError
-from eads._io import atomic_write_json, atomic_write_with
+from eads._io import atomic_write_json, atomic_write_with, remove_temporaries
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -74,6 +79,16 @@ def run_metadata(seed: int, device: torch.device | str | None = None) -> dict[st
     }
 
 
+def data_fingerprint(path: str | Path) -> dict[str, Any]:
+    """``{"path", "bytes", "sha256"}`` of a data file: what tells two data files apart."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
 class RunDir:
     """A run directory (see the module docstring)."""
 
@@ -81,12 +96,33 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, path: str | Path, config: dict[str, Any], seed: int, device=None) -> RunDir:
+    def create(
+        cls,
+        path: str | Path,
+        config: dict[str, Any],
+        seed: int,
+        device=None,
+        *,
+        data: dict[str, Any] | None = None,
+    ) -> RunDir:
+        """Make the folder and write ``config.json`` then ``meta.json`` (``data``: the
+        :func:`data_fingerprint` of the run's data file, recorded in ``meta.json``)."""
+        if _faults.ARMED:
+            _faults.point("before-run-dir")
         run = cls(path)
         run.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run.path / "config.json", config)
-        atomic_write_json(run.path / "meta.json", run_metadata(seed, device))
+        meta = run_metadata(seed, device)
+        if data is not None:
+            meta["data"] = data
+        atomic_write_json(run.path / "meta.json", meta)
         return run
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete what writes interrupted by a kill left (``.tmp-*``); returns their paths.
+
+        Call it only while no other process writes to this run directory."""
+        return remove_temporaries(self.path)
 
     @property
     def checkpoint(self) -> Path:

@@ -156,6 +156,45 @@ def test_split_is_seeded_and_constant_columns_are_safe():
         split_and_standardize(x[:2], y[:2], val_fraction=0.5, test_fraction=0.4, seed=0)
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_too_few_rows_name_the_count_and_the_minimum(n):
+    """Regression: one row trained a model. Fractions 0.15: 1 and 3 rows give no validation
+    sample (round(0.15) = round(0.45) = 0), 4 rows give 2 / 1 / 1 (by hand)."""
+    x, y = np.arange(2.0 * n).reshape(n, 2), np.arange(float(n))[:, None]
+    with pytest.raises(eads.DataError) as info:
+        split_and_standardize(x, y, val_fraction=0.15, test_fraction=0.15, seed=0)
+    msg = str(info.value)
+    assert f"Too few samples to split: {n} give {n} training, 0 validation" in msg
+    assert "at least 4 samples" in msg and len(msg.splitlines()) == 1
+    s = split_and_standardize(
+        np.arange(8.0).reshape(4, 2), np.arange(4.0)[:, None], val_fraction=0.15,
+        test_fraction=0.15, seed=0,
+    )  # fmt: skip
+    assert (len(s.x_train), len(s.x_val), len(s.x_test)) == (2, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("val", "test", "fewest"), [(0.15, 0.15, 4), (0.0, 0.0, 2), (0.2, 0.0, 3), (0.4, 0.4, 10)]
+)
+def test_split_refuses_exactly_the_sizes_that_leave_a_split_short(val, test, fewest):
+    """The rule (docstring): each split its fraction of n, rounded; training the rest, >= 2;
+    a split with a fraction above 0, >= 1. ``fewest`` by hand: from it on every n splits (0.4,
+    0.4: 6 rows split as 2 / 2 / 2 but 7 give 1 / 3 / 3, and 9 give 1 / 4 / 4)."""
+    short_sizes = []
+    for n in range(1, 120):
+        x, y = np.arange(2.0 * n).reshape(n, 2), np.arange(float(n))[:, None]
+        n_val, n_test = round(val * n), round(test * n)
+        n_train = n - n_val - n_test
+        if n_train < 2 or (val > 0 and n_val == 0) or (test > 0 and n_test == 0):
+            short_sizes.append(n)
+            with pytest.raises(eads.DataError, match=f"at least {fewest} samples"):
+                split_and_standardize(x, y, val_fraction=val, test_fraction=test, seed=0)
+        else:
+            s = split_and_standardize(x, y, val_fraction=val, test_fraction=test, seed=0)
+            assert (len(s.x_train), len(s.x_val), len(s.x_test)) == (n_train, n_val, n_test)
+    assert max(short_sizes) == fewest - 1
+
+
 def test_standardizer_round_trip():
     a = np.random.default_rng(0).normal(3, 2, size=(20, 3))
     s = Standardizer.fit(a)

@@ -12,6 +12,7 @@ Layout: ``x (samples, inputs)``, ``y (samples, outputs)``, float32.
 from __future__ import annotations
 
 import csv
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,15 +173,61 @@ class Splits:
     y_scaler: Standardizer
 
 
+MIN_TRAIN_SAMPLES = 2  #: the fewest training samples a split may leave (one has no spread)
+
+
+def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """``(n_train, n_val, n_test)`` of ``n`` samples: each fraction of ``n``, rounded."""
+    n_val, n_test = int(round(val_fraction * n)), int(round(test_fraction * n))
+    return n - n_val - n_test, n_val, n_test
+
+
+def _splits(n: int, val_fraction: float, test_fraction: float) -> bool:
+    n_train, n_val, n_test = split_sizes(n, val_fraction, test_fraction)
+    return (
+        n_train >= MIN_TRAIN_SAMPLES
+        and (n_val >= 1 or val_fraction == 0)
+        and (n_test >= 1 or test_fraction == 0)
+    )
+
+
+def min_samples(val_fraction: float, test_fraction: float) -> int:
+    """The fewest samples from which on every data set splits with these fractions.
+
+    From ``m`` on, rounding moves each split by at most 1/2, so ``n_train >= m (1 - v - t) - 1``
+    and ``n_val >= 1`` once ``v m > 1/2``: ``m`` is at most the bound below, and the search walks
+    down from it while the sizes still split (the rounding makes "splits" not monotone in ``m``).
+    """
+    bound = math.ceil((MIN_TRAIN_SAMPLES + 1) / (1 - val_fraction - test_fraction))
+    for fraction in (val_fraction, test_fraction):
+        if fraction > 0:
+            bound = max(bound, math.floor(0.5 / fraction) + 1)
+    m = bound
+    while m > 1 and _splits(m - 1, val_fraction, test_fraction):
+        m -= 1
+    return m
+
+
 def split_and_standardize(
     x: np.ndarray, y: np.ndarray, *, val_fraction: float, test_fraction: float, seed: int
 ) -> Splits:
-    """Shuffle with ``seed``, split, and z-score with statistics of the training split only."""
+    """Shuffle with ``seed``, split, and z-score with statistics of the training split only.
+
+    Each split gets its fraction of the ``n`` samples, rounded; the training split the rest,
+    which must be at least 2 samples, and a split with a fraction above 0 at least 1 sample
+    (else a :class:`~eads.DataError` names the number of samples and the fewest that split).
+    """
     n = x.shape[0]
-    n_val, n_test = int(round(val_fraction * n)), int(round(test_fraction * n))
-    n_train = n - n_val - n_test
-    if n_train < 1:
-        raise DataError(f"Too few samples ({n}) for the requested validation and test fractions.")
+    n_train, n_val, n_test = split_sizes(n, val_fraction, test_fraction)
+    if not _splits(n, val_fraction, test_fraction):
+        raise DataError(
+            f"Too few samples to split: {n} give {n_train} training, {n_val} validation and "
+            f"{n_test} test samples with val_fraction={val_fraction:g} and "
+            f"test_fraction={test_fraction:g}, but training needs at least "
+            f"{MIN_TRAIN_SAMPLES} and each split with a fraction above 0 at least 1; "
+            f"give at least {min_samples(val_fraction, test_fraction)} samples or lower the "
+            "fractions."
+        )
     order = np.random.default_rng(seed).permutation(n)
     tr, va, te = order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
     xs, ys = Standardizer.fit(x[tr]), Standardizer.fit(y[tr])
