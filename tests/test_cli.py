@@ -6,6 +6,7 @@ subprocess to check the process-level behaviour."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -305,11 +306,19 @@ def test_predict_with_missing_or_corrupt_model(fitted, data_csv, tmp_path, monke
     assert_user_error(code, err, "model.safetensors")
 
 
-def test_resume_with_missing_or_corrupt_checkpoint(fitted, data_csv, tmp_path, monkeypatch, capsys):
-    code, _, err = run_cli(
-        monkeypatch, capsys, "fit", data_csv, "--resume", "--run-dir", tmp_path / "never", "--quiet"
-    )
-    assert_user_error(code, err, "config.json")
+def test_resume_without_a_run_or_with_a_corrupt_checkpoint(
+    fitted, data_csv, tmp_path, monkeypatch, capsys, caplog
+):
+    never = tmp_path / "never"  # killed before the run directory was made: start from scratch
+    with caplog.at_level(logging.WARNING, logger="eads.tasks.fit"):
+        code, _, err = run_cli(
+            monkeypatch, capsys, "fit", data_csv, "--resume", "--run-dir", never, *TINY
+        )
+    assert code == 0, err
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{never} does not exist yet; starting the run from scratch."
+    ]
+    assert RUN_FILES <= {p.name for p in never.iterdir()}
     code, _, err = run_cli(monkeypatch, capsys, "fit", data_csv, "--resume", "--quiet")
     assert_user_error(code, err, "--run-dir")
     run, _ = fitted
@@ -323,10 +332,38 @@ def test_resume_with_missing_or_corrupt_checkpoint(fitted, data_csv, tmp_path, m
     assert not (run / "model.safetensors").exists()
 
 
+def test_resume_refuses_other_settings_or_other_data(fitted, data_csv, monkeypatch, capsys):
+    run, _ = fitted
+    lr = json.loads((run / "config.json").read_text())["train"]["lr"]
+    args = ("fit", data_csv, "--resume", "--run-dir", run, "--quiet")
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--hidden", "5", "--lr", "0.5")
+    assert_user_error(code, err, "model.n_hidden 4 -> 5", f"train.lr {lr!r} -> 0.5")
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--hidden", "4")  # its own: accepted
+    assert code == 0, err
+    lines = data_csv.read_text().splitlines()
+    data_csv.write_text("\n".join([*lines[:-1], lines[1]]) + "\n")  # the last row changed
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert_user_error(code, err, "not the data file the run was created with", "sha256")
+
+
 def test_refuses_to_overwrite_a_trained_run(fitted, data_csv, monkeypatch, capsys):
     run, _ = fitted
     code, _, err = run_cli(monkeypatch, capsys, "fit", data_csv, "--run-dir", run, *TINY)
     assert_user_error(code, err, "already holds a trained model")
+
+
+@pytest.mark.parametrize("n_rows", [1, 3])
+def test_too_few_rows_to_split(tmp_path, monkeypatch, capsys, n_rows):
+    """Regression: a one-row CSV trained a model on it and exited 0. With the fractions 0.15,
+    3 rows give no validation sample (round(0.45) = 0); 4 rows give 2 / 1 / 1."""
+    path = tmp_path / "few.csv"
+    path.write_text("a,b\n" + "".join(f"{i},{2 * i}\n" for i in range(n_rows)))
+    fractions = ("--val-fraction", "0.15", "--test-fraction", "0.15")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "fit", path, *fractions, "--run-dir", tmp_path / "r", *TINY
+    )
+    assert_user_error(code, err, "Too few samples", f"{n_rows} give", "at least 4 samples")
+    assert not (tmp_path / "r").exists()
 
 
 def test_blowing_up_circuit(data_csv, tmp_path, monkeypatch, capsys):
@@ -374,14 +411,21 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path):
 
 
 def test_demo_runs(tmp_path, monkeypatch, capsys):
-    """``eads demo --epochs 1``: ~4 s on one thread."""
+    """``eads demo --epochs 1``: ~4 s on one thread. A cap of one epoch stops every model before
+    patience does, and the table says so."""
     code, out, err = run_cli(
         monkeypatch, capsys, "demo", "--epochs", "1", "--quiet", "--run-dir", tmp_path / "demo"
     )
     assert code == 0, err
-    assert "EADS (EC-Train)" in out and "NP-GL" in out and "MLP" in out
+    for label in ("EADS (EC-Train, ref.)", "EADS (EC-Train, no ref.)", "NP-GL (cond. lik., ref.)"):
+        assert label in out
+    assert "NP-GL (cond. lik., no ref.)" in out and "MLP" in out
+    assert "stopped before validation patience ran out" in out
     rows = json.loads((tmp_path / "demo" / "metrics.json").read_text())["rows"]
-    assert len(rows) == 3 and all(np.isfinite(r["test_mae"]) for r in rows)
+    assert len(rows) == 5 and all(np.isfinite(r["test_mae"]) for r in rows)
+    assert {r["stop_reason"] for r in rows} == {"epoch_cap"}
+    config = json.loads((tmp_path / "demo" / "config.json").read_text())
+    assert [m["model"]["reference"] for m in config["models"][:4]] == [True, False, True, False]
 
 
 def test_pde_plots_of_a_folder_that_is_no_run_is_a_user_error(monkeypatch, capsys, tmp_path):

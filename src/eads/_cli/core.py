@@ -24,28 +24,48 @@ def register(app: typer.Typer) -> None:
         duration: float | None = typer.Option(None, help="Coupling duration T."),
         solver: str | None = typer.Option(None, help="euler, midpoint, rk4 or dopri5."),
         steps: int | None = typer.Option(None, help="Fixed solver steps over [0, T]."),
-        epochs: int | None = typer.Option(None),
+        epochs: int | None = typer.Option(None, help="Epoch cap (patience ends most runs first)."),
         batch_size: int | None = typer.Option(None, help="1 = per-sample updates."),
         lr: float | None = typer.Option(None),
         optimizer: str | None = typer.Option(None, help="sgd or adam."),
         patience: int | None = typer.Option(None, help="Early-stopping patience (0: off)."),
+        schedule: str | None = typer.Option(
+            None, help="Learning-rate schedule: none, plateau (default) or cosine."
+        ),
+        max_time: float | None = typer.Option(
+            None, help="Wall-time limit of training in seconds (checked after each epoch)."
+        ),
         val_fraction: float | None = typer.Option(None),
         test_fraction: float | None = typer.Option(None),
         seed: int | None = typer.Option(None),
         config: Path | None = typer.Option(None, help="TOML file with [model] [train] [data]."),
         run_dir: Path | None = typer.Option(None, help="Default: runs/fit-<time>."),
-        resume: bool = typer.Option(False, help="Continue an interrupted run in --run-dir."),
+        resume: bool = typer.Option(
+            False, help="Finish an interrupted run in --run-dir (its own settings by default)."
+        ),
         online: bool = typer.Option(False, help="Streaming: predict each sample, then learn."),
         quiet: bool = typer.Option(False, help="No progress bar."),
         nproc: int = typer.Option(1, help="Data-parallel processes on this machine (gloo)."),
+        select: int | None = typer.Option(
+            None,
+            "--select",
+            help="First choose T, coupling_init, n_hidden and lr (EADS; NP-GL: lr; MLP: "
+            "n_hidden, lr) on the validation split with N trials (selection.json); --hidden, "
+            "--duration or --lr given fix that value.",
+        ),
     ):
         """Train a circuit on a CSV/NPZ file; writes a run directory."""
         from eads.config import RunConfig, load_toml
         from eads.learn.registry import default_trainer_for
-        from eads.tasks.fit import fit_run
+        from eads.tasks.fit import fit_run, resume_base
 
-        base = load_toml(config) if config else RunConfig()
+        # --resume: the run directory's own settings with the options given applied (None where
+        # it holds no config.json: the run starts from scratch, from the defaults)
+        saved = resume_base(run_dir, config) if resume and run_dir is not None else None
+        base = saved if saved is not None else (load_toml(config) if config else RunConfig())
         kind = model or base.model.kind
+        from_file = config is not None or saved is not None
+        default_trainer = base.train.trainer if from_file else default_trainer_for(kind)
         cfg = base.replace(
             model={
                 "kind": kind,
@@ -55,12 +75,14 @@ def register(app: typer.Typer) -> None:
                 "n_steps": steps,
             },
             train={
-                "trainer": trainer or (base.train.trainer if config else default_trainer_for(kind)),
+                "trainer": trainer or default_trainer,
                 "epochs": epochs,
                 "batch_size": batch_size,
                 "lr": lr,
                 "optimizer": optimizer,
                 "patience": patience,
+                "schedule": schedule,
+                "max_time_s": max_time,
                 "seed": seed,
             },
             data={
@@ -77,6 +99,18 @@ def register(app: typer.Typer) -> None:
 
             raise ConfigError("--resume needs the --run-dir of the interrupted run.")
         run_dir = run_dir or Path("runs") / time.strftime("fit-%Y%m%d-%H%M%S")
+        if select is not None:
+            from eads._errors import ConfigError
+            from eads.tasks.select import SPACES, format_selection, select_run
+
+            if online:
+                raise ConfigError("--select chooses by fits on a validation split; drop --online.")
+            flags = {"n_hidden": hidden, "duration": duration, "lr": lr}
+            fix = [k for k, v in flags.items() if v is not None and k in SPACES[cfg.model.kind]]
+            cfg = select_run(cfg, run_dir, select, fix=fix, resume=resume, progress=not quiet)
+            typer.echo(format_selection(run_dir))
+            # a selection interrupted before the training began: the training starts afresh
+            resume = resume and (run_dir / "config.json").is_file()
         metrics = fit_run(
             cfg, run_dir, resume=resume, online=online, progress=not quiet, nproc=nproc
         )
@@ -94,6 +128,13 @@ def register(app: typer.Typer) -> None:
                     f"{split:>5}: MAE {m['mae']:.4g}  RMSE {m['rmse']:.4g}  "
                     f"relative MSE {m['relative_mse']:.4g}  (n={m['n']})"
                 )
+        stop = metrics.get("stop_reason")
+        if stop in ("epoch_cap", "wall_time"):
+            limit = "the epoch cap" if stop == "epoch_cap" else "the wall-time limit"
+            typer.echo(
+                f"note: training stopped on {limit} ({metrics['epochs_run']} epochs), not on "
+                "validation patience; the model may not have converged."
+            )
         typer.echo(f"run directory: {run_dir}")
 
     @app.command()

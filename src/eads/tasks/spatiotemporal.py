@@ -21,7 +21,11 @@ targets ``y (B, horizon, N)``):
   all nodes and features, flattened, ``N * history * F``; output nodes = the horizon of all nodes
   in the target's z-units, ``N * horizon``. EC-Train minimises the clamped-output current error,
   a squared error; a missing target leaves its output node unclamped (no error current), which
-  we realise by clamping it to the circuit's own free output.
+  we realise by clamping it to the circuit's own free output. Its coupling duration T,
+  coupling init and learning rate are chosen on the validation split (``Budget.select_trials``
+  TPE trials of :func:`eads.tasks.select.run_search`, each trained by :func:`_train` under the
+  budget and scored by its best masked validation MAE, the criterion every model stops on;
+  ``n_hidden`` fixed at 128); the cell records the chosen values and every trial.
 * **NP-GL** (conditional-likelihood training, MAE of the conditional means): one node per
   (sensor, time step) of the target feature, ``N * history`` clamped inputs then
   ``N * horizon`` outputs. ``J`` is masked to the graph and a temporal neighbourhood: nodes
@@ -146,6 +150,9 @@ class Budget:
     """Validation uses an evenly strided subset of at most this many windows."""
     max_test_windows: int = 1024
     """Testing uses an evenly strided subset of at most this many windows (same for all models)."""
+    select_trials: int = 0
+    """EADS: trials of the validation search over T, coupling init and lr (each under this
+    budget's caps; ``lr`` above is then unused); 0: no search."""
 
 
 _NO_TRAIN = Budget()
@@ -160,6 +167,7 @@ _GNN = Budget(
     max_test_windows=256,
 )
 BUDGETS: dict[str, Budget] = {
+    # 6 selection trials of at most 60 s each: an EADS cell may train for up to 6 minutes
     "eads": Budget(
         max_epochs=30,
         max_train_s=60.0,
@@ -169,6 +177,7 @@ BUDGETS: dict[str, Budget] = {
         val_every=100,
         max_val_windows=1024,
         max_test_windows=256,
+        select_trials=6,
     ),
     "npgl": Budget(
         max_epochs=30,
@@ -206,6 +215,7 @@ QUICK_BUDGETS: dict[str, Budget] = {
     )
     for name in MODEL_NAMES
 }
+QUICK_BUDGETS["eads"] = replace(_QUICK, select_trials=2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,7 +413,10 @@ def npgl_mask(
     return np.kron(near, spatial)  # (T*N, T*N)
 
 
-def _build(model_name: str, data, splits, budget: Budget, seed: int, quick: bool) -> _Forecaster:
+def _build(
+    model_name: str, data, splits, budget: Budget, seed: int, quick: bool, params=None
+) -> _Forecaster:
+    """The forecaster of a model; ``params``: an EADS selection trial's T and coupling init."""
     from eads.baselines.gnn import build_gnn
     from eads.circuit import EADS, NPGL
 
@@ -411,7 +424,14 @@ def _build(model_name: str, data, splits, budget: Budget, seed: int, quick: bool
     _, hist, n, f = splits.train.x.shape
     horizon = splits.horizon
     if model_name == "eads":
-        model = EADS(n_inputs=hist * n * f, n_hidden=EADS_HIDDEN, n_outputs=horizon * n, seed=seed)
+        chosen = {k: v for k, v in (params or {}).items() if k in ("duration", "coupling_init")}
+        model = EADS(
+            n_inputs=hist * n * f,
+            n_hidden=EADS_HIDDEN,
+            n_outputs=horizon * n,
+            seed=seed,
+            **chosen,
+        )
         return _EADSForecaster(model, splits, budget)
     if model_name == "npgl":
         mask = npgl_mask(data.adjacency, hist, horizon)
@@ -543,6 +563,30 @@ def _latency(fc: _Forecaster, x: np.ndarray, repeats: int = 3) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+def _select_eads(data, splits, budget: Budget, seed: int, quick: bool, progress: bool):
+    """EADS's T, coupling init and lr chosen on validation: ``budget.select_trials`` trials of
+    :func:`_train`, each scored by its best masked validation MAE; returns the chosen trial's
+    forecaster and training record, and the selection's summary with the trial table."""
+    from eads.tasks.select import TrialOutcome, eads_space, run_search
+
+    def objective(params, report):
+        b = replace(budget, lr=float(params["lr"]))
+        fc = _build("eads", data, splits, b, seed, quick, params=params)
+        tr = _train(fc, splits, b, seed, progress)
+        curve = [v for _, _, v in tr["val_curve"]]
+        return TrialOutcome(
+            score=tr["best_val_mae"],
+            epochs=tr["epochs"],
+            stop_reason=tr["stopped_by"],
+            val_curve=curve,
+            payload=(fc, tr),
+        )
+
+    sel = run_search(objective, eads_space(n_hidden=EADS_HIDDEN), budget.select_trials, seed)
+    fc, training = sel.payload
+    return fc, training, {**sel.summary(), "metric": "best masked validation MAE (data units)"}
+
+
 def _nan_to_none(a: np.ndarray) -> list:
     """Nested lists with ``None`` for missing values (strict JSON has no NaN)."""
     return [[None if not math.isfinite(v) else float(v) for v in row] for row in a.tolist()]
@@ -557,11 +601,16 @@ def _run_cell(cell: Cell, run_dir: Path) -> dict:
     torch.set_num_threads(int(p.get("threads", 1)))
     budget = Budget(**p["budget"])
     data, splits = _splits(cell.dataset, p.get("path"), p.get("steps"))
-    fc = _build(cell.model, data, splits, budget, cell.seed, bool(p.get("quick")))
-    if fc.trainable and budget.max_epochs > 0:
-        training = _train(fc, splits, budget, cell.seed, bool(p.get("progress", False)))
+    quick, progress = bool(p.get("quick")), bool(p.get("progress", False))
+    selection = None
+    if cell.model == "eads" and budget.select_trials > 0 and budget.max_epochs > 0:
+        fc, training, selection = _select_eads(data, splits, budget, cell.seed, quick, progress)
     else:
-        training = {"train_time_s": 0.0, "epochs": 0, "updates": 0, "stopped_by": "no training"}
+        fc = _build(cell.model, data, splits, budget, cell.seed, quick)
+        if fc.trainable and budget.max_epochs > 0:
+            training = _train(fc, splits, budget, cell.seed, progress)
+        else:
+            training = {"train_time_s": 0.0, "epochs": 0, "updates": 0, "stopped_by": "no training"}
     te = splits.test
     ti = _subset(len(te), budget.max_test_windows)
     pred = fc.predict(te.x[ti])
@@ -588,6 +637,7 @@ def _run_cell(cell: Cell, run_dir: Path) -> dict:
         "device": device_description("cpu"),
         "torch_threads": torch.get_num_threads(),
         "budget": asdict(budget),
+        "selection": selection,
         "plot": plot,
     }
 

@@ -701,13 +701,9 @@ def run_sweep(
 
 
 def _import_optuna():
-    try:
-        import optuna
-    except ImportError:
-        raise ConfigError(
-            "search = 'optuna' needs Optuna; install it with `pip install eads[distributed]`."
-        ) from None
-    return optuna
+    from eads.tasks.select import _import_optuna as import_optuna  # one guard for both searches
+
+    return import_optuna()
 
 
 def _suggest(trial, name: str, dist: dict):
