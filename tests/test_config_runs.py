@@ -251,3 +251,35 @@ def test_atomic_json_writes_arrays_and_scalars(tmp_path):
         "t": [[1.0, 1.0], [1.0, 1.0]],
         "z": 3,
     }
+
+
+@pytest.mark.parametrize("kind", ["eads", "npgl"])
+def test_a_run_from_before_the_reference_node_loads_as_it_was(tmp_path, kind):
+    """config.json of runs written before the reference node existed has no ``reference`` key:
+    load_trained builds the circuit without one (the default today is with one), so the saved
+    parameters fit and the predictions are those of the circuit that was trained."""
+    from eads.learn.registry import load_trained
+    from eads.tasks.fit import fit_run
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 2, generator=g)
+    csv = tmp_path / "d.csv"
+    rows = ["a,b,c"] + [f"{a:.6f},{b:.6f},{a - 0.5 * b:.6f}" for a, b in x.tolist()]
+    csv.write_text("\n".join(rows) + "\n")
+    trainer = "ectrain" if kind == "eads" else "likelihood"
+    cfg = RunConfig(
+        model=ModelConfig(kind=kind, n_hidden=4, reference=False),
+        train=TrainConfig(trainer=trainer, epochs=2),
+        data=DataConfig(path=str(csv)),
+    )
+    fit_run(cfg, tmp_path / "old", progress=False)
+    run = RunDir(tmp_path / "old")
+    before, *_ = load_trained(run.path)
+    raw = run.config()
+    del raw["model"]["reference"], raw["model"]["reference_voltage"]
+    run.write_json("config.json", raw)
+    model, config, xs, _ = load_trained(run.path)
+    assert config.model.reference is False and model.reference is False
+    probe = torch.from_numpy(xs.transform(x.numpy().astype("float64")))
+    with torch.no_grad():
+        assert torch.equal(model(probe), before(probe))

@@ -21,6 +21,7 @@ from eads._errors import (
 from eads.circuit import EADS, NPGL
 from eads.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from eads.estimator import EADSRegressor
+from eads.hardware.training import HardwareAwareECTrain  # registers the 'hw-ectrain' trainer
 from eads.learn import (
     Backprop,
     ConditionalLikelihood,
@@ -46,6 +47,7 @@ __all__ = [
     "Dopri5",
     "EADSError",
     "EADSRegressor",
+    "HardwareAwareECTrain",
     "MissingExtraError",
     "SpiceError",
     "ECTrain",

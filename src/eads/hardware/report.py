@@ -126,7 +126,7 @@ def cost_report(
     n_probe: int = 64,
 ) -> dict:
     """The efficiency report of a trained EADS run directory (see the module docstring)."""
-    from eads.tasks.fit import load_trained
+    from eads.learn.registry import load_trained
 
     constants = constants if constants is not None else HardwareConstants()
     cost = CostModel(constants, power)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from eads._errors import ConfigError
 from eads.circuit.nonideal import NonIdealEADS, hardware_aware_gradients
-from eads.learn.trainers import AbstractTrainer
+from eads.learn.trainers import AbstractTrainer, register_trainer
 
 
+@register_trainer
 class HardwareAwareECTrain(AbstractTrainer):
     """EC-Train through the imperfect circuit of a :class:`eads.circuit.nonideal.NonIdealEADS`.
 

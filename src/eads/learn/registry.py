@@ -1,24 +1,29 @@
-"""Build models and trainers from configuration (the names the CLI and configs use).
+"""Build models and trainers from configuration (the names the CLI and configs use), and load
+a trained run directory back (:func:`load_trained`), for every consumer above this floor.
 
-``hw-ectrain`` (:class:`eads.hardware.training.HardwareAwareECTrain`) lives on the same floor
-(``hardware/``) and is imported when asked for; every other trainer is in
-:mod:`eads.learn.trainers`.
+Trainers are looked up in :data:`eads.learn.trainers.TRAINERS`, which trainers defined
+elsewhere join with :func:`eads.learn.trainers.register_trainer`: ``hw-ectrain``
+(:class:`eads.hardware.training.HardwareAwareECTrain`) registers itself when ``eads.hardware``
+is imported, which ``import eads`` does; this module imports nothing from ``hardware/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from eads._errors import ConfigError
+from eads._errors import CheckpointError, ConfigError
 from eads.baselines.mlp import MLP
 from eads.circuit.eads import EADS
 from eads.circuit.nonideal import NonIdealEADS, NonIdealities
 from eads.circuit.npgl import NPGL
-from eads.config import ModelConfig
+from eads.config import ModelConfig, RunConfig
+from eads.data.tabular import Standardizer
 from eads.learn import trainers
+from eads.runs import RunDir, load_checkpoint
 from eads.solve import SOLVERS, AbstractFixedStep, make_solver
 
 #: The hardware-aware trainer's name (see the module docstring).
@@ -86,13 +91,39 @@ def default_trainer_for(kind: str, nonideal: bool = False) -> str:
 
 
 def make_trainer(name: str) -> trainers.AbstractTrainer:
-    """The trainer called ``name``: any of :data:`eads.learn.trainers.TRAINERS`, or
-    ``hw-ectrain``."""
-    if name == HW_TRAINER:
-        from eads.hardware.training import HardwareAwareECTrain  # same floor; see the docstring
-
-        return HardwareAwareECTrain()
-    if name not in trainers.TRAINERS:
-        valid = sorted([*trainers.TRAINERS, HW_TRAINER])
-        raise ConfigError(f"Unknown trainer {name!r}; valid trainers are {valid}.")
+    """The trainer called ``name``: any of :data:`eads.learn.trainers.TRAINERS`."""
     return trainers.make_trainer(name)
+
+
+MODEL_FILE = "model.safetensors"
+
+
+def load_trained(run_dir: str | Path):
+    """``(model, config, x_scaler, y_scaler)`` of a fitted run directory.
+
+    A run written before the reference node existed has no ``reference`` in its config.json's
+    model table; it is loaded as the circuit it was, without one.
+    """
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise CheckpointError(f"Run directory {str(run.path)!r} does not exist.")
+    if not (run.path / MODEL_FILE).is_file():
+        raise CheckpointError(
+            f"Run directory {str(run.path)!r} holds no trained model ({MODEL_FILE} is missing)."
+        )
+    raw = run.config()
+    if isinstance(raw.get("model"), dict) and "reference" not in raw["model"]:
+        raw["model"] = {**raw["model"], "reference": False}
+    config = RunConfig.from_dict(raw)
+    scalers = run.read_json("standardizer.json")
+    xs, ys = Standardizer.from_dict(scalers["x"]), Standardizer.from_dict(scalers["y"])
+    tensors, _ = load_checkpoint(run.path / MODEL_FILE)
+    model = build_model(config.model, len(xs.mean), len(ys.mean), seed=config.train.seed)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{MODEL_FILE} in {str(run.path)!r} does not fit its config ({exc})."
+        ) from None
+    model.eval()
+    return model, config, xs, ys

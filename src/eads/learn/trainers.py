@@ -165,6 +165,18 @@ TRAINERS: dict[str, type[AbstractTrainer]] = {
 }
 
 
+def register_trainer(cls: type[AbstractTrainer]) -> type[AbstractTrainer]:
+    """Add a trainer class to :data:`TRAINERS` under its ``name`` (usable as a decorator), so
+    that configs and the CLI can name a trainer defined in another package."""
+    if not (isinstance(cls, type) and issubclass(cls, AbstractTrainer)):
+        raise ConfigError(f"register_trainer takes an AbstractTrainer subclass, got {cls!r}.")
+    known = TRAINERS.get(cls.name)
+    if known is not None and known is not cls:
+        raise ConfigError(f"A trainer named {cls.name!r} is registered already ({known!r}).")
+    TRAINERS[cls.name] = cls
+    return cls
+
+
 def make_trainer(name: str) -> AbstractTrainer:
     if name not in TRAINERS:
         raise ConfigError(f"Unknown trainer {name!r}; valid trainers are {sorted(TRAINERS)}.")

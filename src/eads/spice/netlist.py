@@ -463,7 +463,7 @@ def run_inputs(run_dir: str | os.PathLike, n: int = 3, *, seed: int = 0) -> np.n
     Rows drawn (seeded) from the run's own data file when it can still be read; otherwise ``n``
     seeded standard-normal draws, which is the distribution of standardised inputs.
     """
-    from eads.tasks.fit import load_trained
+    from eads.learn.registry import load_trained
 
     _, config, xs, _ = load_trained(run_dir)
     return _run_inputs(config, xs, n, seed)
@@ -497,7 +497,7 @@ def export_run(
     The circuit kind follows the run's model; ``npgl=True`` insists on an NP-GL run. Nothing
     is written unless the whole netlist was built.
     """
-    from eads.tasks.fit import load_trained
+    from eads.learn.registry import load_trained
 
     model, config, xs, _ = load_trained(run_dir)
     if npgl and not isinstance(model, NPGL):

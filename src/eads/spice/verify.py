@@ -229,7 +229,7 @@ def verify_run(
     run_dir: str | os.PathLike, *, samples: int = 3, seed: int = 0, **kwargs
 ) -> VerifyReport:
     """:func:`verify_model` on a fitted run directory's model for ``samples`` of its inputs."""
-    from eads.tasks.fit import load_trained
+    from eads.learn.registry import load_trained
 
     model, config, xs, _ = load_trained(run_dir)
     x = _run_inputs(config, xs, samples, seed)

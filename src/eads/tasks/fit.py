@@ -60,11 +60,10 @@ from eads.learn.distributed import (
     launched_by_torchrun,
 )
 from eads.learn.loop import evaluate_mse, fit, fit_online
-from eads.learn.registry import build_model, make_trainer
-from eads.runs import RunDir, data_fingerprint, load_checkpoint, save_checkpoint
+from eads.learn.registry import MODEL_FILE, build_model, load_trained, make_trainer
+from eads.runs import RunDir, data_fingerprint, save_checkpoint
 
 log = logging.getLogger(__name__)
-MODEL_FILE = "model.safetensors"
 #: the settings a resume may change: limits on how long a run trains, not what an epoch does
 RESUMABLE_LIMITS = ("train.epochs", "train.max_time_s")
 
@@ -443,30 +442,6 @@ def finish_run(run: RunDir, model, s, config: RunConfig, metrics: dict) -> dict:
     except Exception as exc:  # a plot must never lose a finished run
         log.warning("could not draw plots: %s", exc)
     return metrics
-
-
-def load_trained(run_dir: str | Path):
-    """``(model, config, x_scaler, y_scaler)`` of a fitted run directory."""
-    run = RunDir(run_dir)
-    if not run.path.is_dir():
-        raise CheckpointError(f"Run directory {str(run.path)!r} does not exist.")
-    if not (run.path / MODEL_FILE).is_file():
-        raise CheckpointError(
-            f"Run directory {str(run.path)!r} holds no trained model ({MODEL_FILE} is missing)."
-        )
-    config = RunConfig.from_dict(run.config())
-    scalers = run.read_json("standardizer.json")
-    xs, ys = Standardizer.from_dict(scalers["x"]), Standardizer.from_dict(scalers["y"])
-    tensors, _ = load_checkpoint(run.path / MODEL_FILE)
-    model = build_model(config.model, len(xs.mean), len(ys.mean), seed=config.train.seed)
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"{MODEL_FILE} in {str(run.path)!r} does not fit its config ({exc})."
-        ) from None
-    model.eval()
-    return model, config, xs, ys
 
 
 def predict_run(run_dir: str | Path, data: str | Path, out: str | Path | None = None) -> np.ndarray:
