@@ -13,10 +13,13 @@ from eads.data import pde
 from eads.data.pde import (
     BurgersConfig,
     DarcyConfig,
+    ReleasedBurgersConfig,
     load_pde_dataset,
     sample_grf1d,
     sample_grf2d,
+    sample_released_grf1d,
     solve_burgers_cole_hopf,
+    solve_burgers_hopf,
     solve_burgers_spectral,
     solve_darcy,
 )
@@ -198,8 +201,14 @@ def _load(**kw):
 
 
 def test_unknown_name_and_resolution_list_valid_ones():
-    with pytest.raises(ConfigError, match=r"\['burgers', 'darcy'\]"):
+    with pytest.raises(ConfigError, match=r"\['burgers', 'burgers_released', 'darcy'\]"):
         load_pde_dataset("heat", 256)
+    with pytest.raises(ConfigError, match="not a PDE data set"):
+        pde.generate_pde_data("heat", 2)
+    with pytest.raises(ConfigError, match="not a PDE data set"):
+        pde.cache_paths("heat")
+    with pytest.raises(ConfigError, match=r"\[256, 1024, 4096\]"):
+        load_pde_dataset("burgers_released", 2048)
     with pytest.raises(ConfigError, match=r"\[16, 32, 64\]"):
         load_pde_dataset("darcy", 128)
     with pytest.raises(ConfigError, match=r"\[256, 1024, 4096\]"):
@@ -296,3 +305,208 @@ def test_burgers_split_step_generation_matches_cole_hopf_generation():
     b = pde.generate_pde_data("burgers", 2, 0, cfg_ch, workers=1, progress=False)
     np.testing.assert_array_equal(a["x_4096"], b["x_4096"])
     assert rel_l2(a["y_4096"].astype(np.float64), b["y_4096"].astype(np.float64)) < 1e-6
+
+
+# ------------------------------------------------------------------------------------ Burgers,
+# the FNO authors' released setting (nu = 1e-3, GRF gamma = 2.5, tau = 7, sigma = 49)
+
+NU_RELEASED = 1e-3
+
+
+def released_lambda(k: np.ndarray) -> np.ndarray:
+    """Variance of each coefficient on ``sqrt2 cos / sqrt2 sin``, written from ``GRF1.m``: the
+    script's amplitude ``sqrt2 sigma ((2 pi k)^2 + tau^2)^(-gamma/2)`` multiplies the unnormalised
+    ``cos``, so the orthonormal-basis variance is half its square."""
+    amplitude = np.sqrt(2.0) * 49.0 * ((2 * np.pi * k) ** 2 + 7.0**2) ** (-2.5 / 2)
+    return amplitude**2 / 2.0
+
+
+def band_limited_refinement(u: np.ndarray, n: int) -> np.ndarray:
+    """The same trigonometric polynomial (Nyquist mode dropped) on ``n`` points."""
+    c = np.fft.rfft(u, axis=-1) / u.shape[-1]
+    fine = np.zeros((*u.shape[:-1], n // 2 + 1), dtype=complex)
+    fine[..., : c.shape[-1] - 1] = c[..., :-1]
+    return np.fft.irfft(fine * n, n=n, axis=-1)
+
+
+def test_released_grf_spectrum_matches_the_scripts_covariance():
+    n, n_samples = 256, 400
+    u = sample_released_grf1d(n, np.random.default_rng(4), n_samples)  # (S, n)
+    coef = np.fft.rfft(u, axis=-1) / n  # (S, K)
+    k = np.arange(1, n // 2)
+    lam = released_lambda(k)
+    np.testing.assert_allclose(pde.released_grf1d_eigenvalues(n)[1:-1], lam, rtol=1e-12)
+    ratio = np.mean(np.abs(coef[:, 1:-1]) ** 2, axis=0) / lam  # (n/2 - 1,)
+    # |coef_k|^2 / lambda_k ~ Exp(1) for k >= 1: the mean of 400 has sd 0.05; 5 sd per mode.
+    np.testing.assert_allclose(ratio, 1.0, atol=0.25)
+    assert abs(ratio.mean() - 1.0) < 0.015  # sd 0.0044 over the 127 modes
+    # cos and sin parts separately (independent, each half the variance)
+    half = np.mean(coef[:, 1:-1].real ** 2, axis=0) / lam
+    assert abs(half.mean() - 0.5) < 0.01
+    # no constant mode (the script's m = 0 mean) and no Nyquist mode
+    np.testing.assert_allclose(u.mean(axis=-1), 0.0, atol=1e-15)
+    np.testing.assert_allclose(np.abs(coef[:, -1]), 0.0, atol=1e-15)
+
+
+@pytest.mark.parametrize("mean", [0.0, 0.5])
+def test_hopf_formula_matches_closed_form_sine(mean):
+    x = np.arange(1024) / 1024
+    u = solve_burgers_hopf(mean + np.sin(2 * np.pi * x), 0.01, 1.0)
+    assert rel_l2(u, burgers_sine_exact(x, 1.0, nu=0.01, mean=mean)) < 1e-12
+
+
+@pytest.mark.parametrize("nu", [0.05, 0.02])
+def test_hopf_formula_matches_spectral_cole_hopf(nu):
+    u0 = sample_released_grf1d(512, np.random.default_rng(5), 2) + np.array([[0.0], [0.3]])
+    ref = solve_burgers_cole_hopf(u0, nu, 1.0)
+    assert rel_l2(solve_burgers_hopf(u0, nu, 1.0), ref) < 1e-12
+    x = np.array([0.1, 0.37, 0.9])  # off-grid evaluation, against ref's trigonometric interpolant
+    k = np.arange(257)
+    ref_hat = np.fft.rfft(ref, axis=-1) / 512  # (2, 257)
+    w = np.where((k == 0) | (k == 256), 1.0, 2.0)
+    ref_x = np.real((w * ref_hat) @ np.exp(2j * np.pi * np.outer(k, x)))  # (2, 3)
+    np.testing.assert_allclose(solve_burgers_hopf(u0, nu, 1.0, x=x), ref_x, atol=1e-9)
+
+
+def test_hopf_quadrature_is_converged_on_the_grid_at_released_viscosity():
+    """Refining the grid of one band-limited u0 from 512 to 2048 points leaves it unchanged."""
+    u0 = sample_released_grf1d(512, np.random.default_rng(6), 1)
+    x = np.arange(0, 512, 4) / 512
+    coarse = solve_burgers_hopf(u0, NU_RELEASED, 1.0, x=x)
+    fine = solve_burgers_hopf(band_limited_refinement(u0, 2048), NU_RELEASED, 1.0, x=x)
+    assert rel_l2(coarse, fine) < 1e-12
+
+
+def test_split_step_matches_cole_hopf_for_released_grf_at_moderate_viscosity():
+    u0 = sample_released_grf1d(1024, np.random.default_rng(7), 2) + np.array([[0.0], [-0.2]])
+    ref = solve_burgers_cole_hopf(u0, 0.02, 1.0)
+    assert rel_l2(solve_burgers_spectral(u0, 0.02, 1.0, n_steps=200), ref) < 1e-7
+
+
+def test_split_step_matches_hopf_at_released_viscosity():
+    """nu = 1e-3, shocks: ETDRK4 against the exact solution (measured ~1.6e-8 at 800 steps)."""
+    u0 = sample_released_grf1d(1024, np.random.default_rng(21), 2)
+    u = solve_burgers_spectral(u0, NU_RELEASED, 1.0, n_steps=800)
+    assert np.abs(u).max() > 0.2  # a nonlinear regime, not a decayed state
+    assert rel_l2(u, solve_burgers_hopf(u0, NU_RELEASED, 1.0)) < 1e-7
+
+
+def test_split_step_self_converges_at_fourth_order_at_released_viscosity():
+    u0 = sample_released_grf1d(1024, np.random.default_rng(21), 2)
+    u = {s: solve_burgers_spectral(u0, NU_RELEASED, 1.0, n_steps=s) for s in (100, 200, 400, 800)}
+    diffs = [rel_l2(u[s], u[2 * s]) for s in (100, 200, 400)]
+    ratios = [diffs[i] / diffs[i + 1] for i in range(2)]
+    # halving dt divides the difference by 2^4 = 16 for a fourth-order method (measured 11.6, 13)
+    assert min(ratios) > 10, (diffs, ratios)
+
+    # doubling the grid: the difference collapses once the shocks are resolved (1.1e-5 -> 7.7e-9)
+    v0 = sample_released_grf1d(512, np.random.default_rng(21), 2)
+    sol = {
+        n: solve_burgers_spectral(band_limited_refinement(v0, n), NU_RELEASED, 1.0, n_steps=400)
+        for n in (512, 1024, 2048)
+    }
+    d_coarse = rel_l2(sol[512], sol[1024][:, ::2])
+    d_fine = rel_l2(sol[1024], sol[2048][:, ::2])
+    assert d_fine < d_coarse / 100, (d_coarse, d_fine)
+
+
+def test_mass_is_conserved():
+    u0 = sample_released_grf1d(1024, np.random.default_rng(8), 2) + np.array([[0.0], [0.3]])
+    u = solve_burgers_spectral(u0, NU_RELEASED, 1.0, n_steps=400)
+    np.testing.assert_allclose(u.mean(axis=-1), [0.0, 0.3], atol=1e-13)
+    h = solve_burgers_hopf(u0, NU_RELEASED, 1.0)
+    np.testing.assert_allclose(h.mean(axis=-1), [0.0, 0.3], atol=1e-12)
+
+
+FAST_RELEASED = ReleasedBurgersConfig(fine_points=4096, n_steps=250, chunk_size=2)
+
+
+def test_released_generation_subsamples_the_fine_solve():
+    seed, n = 3, 3
+    out = pde.generate_pde_data(
+        "burgers_released", n, seed, FAST_RELEASED, workers=1, progress=False
+    )
+    seeds = np.random.SeedSequence(seed).spawn(n)
+    u0 = np.concatenate([sample_released_grf1d(4096, np.random.default_rng(s)) for s in seeds])
+    u1 = solve_burgers_spectral(u0, NU_RELEASED, 1.0, n_steps=250)
+    for res in (256, 1024, 4096):
+        stride = 4096 // res
+        assert out[f"x_{res}"].shape == (n, res) and out[f"x_{res}"].dtype == np.float32
+        # point j of resolution res is the fine point j * stride, i.e. x = j / res
+        np.testing.assert_array_equal(out[f"x_{res}"], u0[:, ::stride].astype(np.float32))
+        np.testing.assert_array_equal(out[f"y_{res}"], u1[:, ::stride].astype(np.float32))
+    np.testing.assert_array_equal(out["y_256"], out["y_4096"][:, ::16])
+    assert np.abs(out["x_4096"].astype(np.float64).mean(axis=1)).max() < 1e-7
+
+
+def test_subsampling_rejects_a_resolution_that_does_not_divide_the_fine_grid():
+    with pytest.raises(ConfigError, match="does not divide"):
+        pde.subsample_periodic(np.zeros((2, 4096)), 300)
+    with pytest.raises(ConfigError, match="fine_points"):
+        load_pde_dataset("burgers_released", 256, config=ReleasedBurgersConfig(fine_points=6000))
+
+
+def test_released_dataset_loads_and_caches_with_its_own_manifest(cache):
+    d = load_pde_dataset(
+        "burgers_released", 1024, n_train=4, n_test=2, config=FAST_RELEASED, progress=False
+    )
+    assert d.x_train.shape == (4, 1024) and d.y_test.shape == (2, 1024) and d.grid.shape == (1024,)
+    npz, manifest = pde.cache_paths("burgers_released", 4, 2, 0, FAST_RELEASED)
+    meta = json.loads(manifest.read_text())
+    assert meta["generator"] == "eads.data.pde.burgers_released"
+    assert meta["config"]["viscosity"] == 1e-3 and meta["config"]["grf_gamma"] == 2.5
+    assert npz.name.startswith("burgers_released_")
+    quick = load_pde_dataset("burgers_released", 256, n_train=2, n_test=1, quick=True)
+    assert quick.metadata["config"]["fine_points"] == 4096
+
+
+def test_released_config_is_the_scripts_and_bad_ones_are_refused():
+    cfg = ReleasedBurgersConfig()
+    assert (cfg.viscosity, cfg.final_time, cfg.fine_points) == (1e-3, 1.0, 8192)
+    assert (cfg.grf_gamma, cfg.grf_tau, cfg.grf_sigma) == (2.5, 7.0, 49.0)
+    with pytest.raises(ConfigError, match="ReleasedBurgersConfig"):
+        load_pde_dataset("burgers_released", 256, config=BurgersConfig())
+    with pytest.raises(ConfigError, match="BurgersConfig"):
+        load_pde_dataset("burgers", 256, config=ReleasedBurgersConfig())
+    with pytest.raises(ConfigError, match="n_steps"):
+        load_pde_dataset("burgers_released", 256, config=ReleasedBurgersConfig(n_steps=0))
+    with pytest.raises(ConfigError, match="viscosity"):
+        solve_burgers_hopf(np.zeros(16), 0.0)
+
+
+def test_too_large_a_time_step_is_an_error_not_silent_garbage():
+    cfg = ReleasedBurgersConfig(fine_points=4096, n_steps=5, chunk_size=2)
+    with np.errstate(all="ignore"), pytest.raises(DataError, match="n_steps=5"):
+        pde.generate_pde_data("burgers_released", 2, 0, cfg, workers=1, progress=False)
+
+
+def test_benchmark_runs_the_released_set_when_asked(tmp_path, monkeypatch):
+    import dataclasses
+
+    from eads.tasks import pde as bench
+
+    monkeypatch.setenv("EADS_CACHE_DIR", str(tmp_path / "cache"))
+    default = {c.dataset for c in bench.build_cells()}
+    assert default == {"burgers", "darcy"}  # the released set is opt-in
+    cells = bench.build_cells(datasets="burgers_released", models="nn")
+    assert sorted(c.params["resolution"] for c in cells) == [256, 1024, 4096]
+    data = bench.PDEBenchmarkConfig(n_train=12, n_test=4, quick_data=True)
+    budgets = {"nn": dataclasses.replace(bench.QUICK_BUDGETS["nn"], epochs=1)}
+    run_dir = tmp_path / "run"
+    bench.run_benchmark(
+        run_dir,
+        quick=True,
+        datasets="burgers_released",
+        models="nn",
+        data=data,
+        budgets=budgets,
+        progress=False,
+    )
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    assert [(r["dataset"], r["resolution"], r["status"]) for r in rows] == [
+        ("burgers_released", 256, "ok")
+    ]
+    assert (run_dir / "plots" / "predictions_burgers_released.png").is_file()
+    refs = {r["predictor"]: r for r in bench.reference_scores(run_dir)}
+    # u0 has mean 0 in the released setting, so "mean(u0)" predicts zero: relative L2 exactly 1
+    assert refs["mean(u0)"]["test_rel_l2"] == pytest.approx(1.0, abs=1e-6)

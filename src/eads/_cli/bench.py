@@ -25,12 +25,18 @@ def pde(
     quick: bool = _QUICK,
     executor: str = _EXECUTOR,
     address: str | None = _ADDRESS,
-    datasets: str | None = typer.Option(None, help="Comma-separated: burgers,darcy."),
+    datasets: str | None = typer.Option(
+        None,
+        help="Comma-separated: burgers (nu = 0.1, paper text), darcy (default both), "
+        "burgers_released (the FNO authors' released script, nu = 1e-3).",
+    ),
     models: str | None = typer.Option(None, help="Comma-separated model names."),
     resolutions: str | None = typer.Option(None, help="Comma-separated resolutions."),
     n_train: int = typer.Option(1000, help="Training instances (validation carved from them)."),
     n_test: int = typer.Option(200, help="Test instances."),
-    burgers_solver: str = typer.Option("split_step", help="split_step (ETDRK4) or cole_hopf."),
+    burgers_solver: str = typer.Option(
+        "split_step", help="split_step (ETDRK4) or cole_hopf; burgers only."
+    ),
     darcy_fine_intervals: int | None = typer.Option(None, help="Darcy fine grid (default 256)."),
 ):
     """PDE operator learning (seed paper Table 2): Burgers and Darcy at three resolutions."""
