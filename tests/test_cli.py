@@ -366,6 +366,31 @@ def test_too_few_rows_to_split(tmp_path, monkeypatch, capsys, n_rows):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("kind", ["eads", "npgl"])
+def test_fit_without_the_reference_node(data_csv, tmp_path, monkeypatch, capsys, kind):
+    run = tmp_path / kind
+    code, _, err = run_cli(
+        monkeypatch, capsys, "fit", data_csv, "--model", kind, "--no-reference", "--epochs", "2",
+        "--run-dir", run, "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["model"]["reference"] is False
+    from eads.learn.registry import load_trained
+
+    model = load_trained(run)[0]
+    assert not model.reference and not any("ref" in n for n, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize("voltage", ["nan", "0", "1e9"])
+def test_bad_reference_voltage(data_csv, tmp_path, monkeypatch, capsys, voltage):
+    code, _, err = run_cli(
+        monkeypatch, capsys, "fit", data_csv, "--reference-voltage", voltage, "--epochs", "1",
+        "--run-dir", tmp_path / "r", "--quiet",
+    )  # fmt: skip
+    assert_user_error(code, err, "reference_voltage")
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
 def test_blowing_up_circuit(data_csv, tmp_path, monkeypatch, capsys):
     config = tmp_path / "big.toml"
     config.write_text("[model]\nduration = 200.0\ncoupling_init = 5.0\nn_hidden = 8\n")

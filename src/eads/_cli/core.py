@@ -22,6 +22,14 @@ def register(app: typer.Typer) -> None:
         trainer: str | None = typer.Option(None, help="ectrain, backprop or likelihood."),
         hidden: int | None = typer.Option(None, help="Hidden nodes (EADS) / width (MLP)."),
         duration: float | None = typer.Option(None, help="Coupling duration T."),
+        reference: bool | None = typer.Option(
+            None,
+            "--reference/--no-reference",
+            help="The reference node (default on); --no-reference: the paper's equations.",
+        ),
+        reference_voltage: float | None = typer.Option(
+            None, help="The reference node's voltage (state units, default 1)."
+        ),
         solver: str | None = typer.Option(None, help="euler, midpoint, rk4 or dopri5."),
         steps: int | None = typer.Option(None, help="Fixed solver steps over [0, T]."),
         epochs: int | None = typer.Option(None, help="Epoch cap (patience ends most runs first)."),
@@ -71,6 +79,8 @@ def register(app: typer.Typer) -> None:
                 "kind": kind,
                 "n_hidden": hidden,
                 "duration": duration,
+                "reference": reference,
+                "reference_voltage": reference_voltage,
                 "solver": solver,
                 "n_steps": steps,
             },

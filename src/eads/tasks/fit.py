@@ -119,11 +119,12 @@ def fit_run(
         return plan.complete
     resume = plan.resume
     config, table, s = _read_and_split(plan.config)
-    run = RunDir(run_dir) if resume else _create(run_dir, config)
-    run.write_json("standardizer.json", {"x": s.x_scaler.to_dict(), "y": s.y_scaler.to_dict()})
+    # the model and trainer first: a setting they refuse leaves no run directory behind
     model = build_model(config.model, table.x.shape[1], table.y.shape[1], seed=config.train.seed)
     trainer = make_trainer(config.train.trainer)
     trainer.check_model(model)
+    run = RunDir(run_dir) if resume else _create(run_dir, config)
+    run.write_json("standardizer.json", {"x": s.x_scaler.to_dict(), "y": s.y_scaler.to_dict()})
     trainer = _faults.after_each_call(trainer, "loss_and_gradients", "minibatch")
     t0 = time.perf_counter()
     metrics: dict = {}
@@ -387,6 +388,9 @@ def _fit_run_rank(
     if complete is not None:
         return complete if rank == 0 else {}
     config, table, s = _read_and_split(RunConfig.from_dict(config_dict))
+    model = build_model(config.model, table.x.shape[1], table.y.shape[1], seed=config.train.seed)
+    trainer = make_trainer(config.train.trainer)
+    trainer.check_model(model)
     run = RunDir(run_dir)
     if rank == 0:
         if not resume:
@@ -397,9 +401,6 @@ def _fit_run_rank(
                 {**meta, "data_parallel": {"world_size": world, "backend": dist.get_backend()}},
             )
         run.write_json("standardizer.json", {"x": s.x_scaler.to_dict(), "y": s.y_scaler.to_dict()})
-    model = build_model(config.model, table.x.shape[1], table.y.shape[1], seed=config.train.seed)
-    trainer = make_trainer(config.train.trainer)
-    trainer.check_model(model)
     t0 = time.perf_counter()
     history = fit_data_parallel(
         model,
