@@ -5,7 +5,8 @@ ones: ``learn/`` and ``hardware/`` (floor 3), ``circuit/`` (2) and ``solve/`` (1
 ``tasks/``, the CLI or the package's public re-exports (``import eads`` / ``from eads import X``);
 ``learn/`` never imports ``hardware/`` (its trainers register themselves); ``circuit/`` and
 ``solve/`` never import ``learn/``; ``spice/`` reads trained runs through ``learn/``, never
-``tasks/``. < 1 s.
+``tasks/``; ``report/`` (floor 2) never imports ``learn/`` or ``hardware/`` (it never trains);
+``bench/`` (floor 1, the benchmark core) imports nothing from floor 2 up. < 1 s.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ FORBIDDEN = {
     "learn": (*ABOVE_FLOOR_3, "eads.hardware"),
     "circuit": (*ABOVE_FLOOR_3, "eads.learn"),
     "solve": (*ABOVE_FLOOR_3, "eads.learn"),
+    # report/ (floor 2) draws from run directories: it never trains, so never reaches learn/
+    "report": (*ABOVE_FLOOR_3, "eads.learn", "eads.hardware"),
+    # bench/ (floor 1, the benchmark core) sits below the reports that read its cells
+    "bench": (*ABOVE_FLOOR_3, "eads.learn", "eads.hardware", "eads.circuit", "eads.report"),
 }
 
 

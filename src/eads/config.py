@@ -27,7 +27,7 @@ from eads._errors import ConfigError
 
 MODEL_KINDS = ("eads", "npgl", "mlp")
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("none", "plateau", "cosine")
+SCHEDULES = ("none", "plateau", "cosine", "step")
 
 
 @dataclass(frozen=True)
@@ -93,11 +93,16 @@ class TrainConfig:
     #: lowers the lr before patience stops a run only if ``schedule_patience`` < ``patience``);
     #: "cosine" (torch's CosineAnnealingLR from ``lr`` down to the floor over the epoch cap,
     #: lr_t = lr_min + (lr - lr_min) (1 + cos(pi t / epochs)) / 2 in epoch t; for a run meant to
-    #: reach the cap, e.g. ``patience = 0``)
+    #: reach the cap, e.g. ``patience = 0``); "step" (torch's StepLR: the lr of epoch e, counted
+    #: from 0, is lr * schedule_factor ** floor(e / schedule_step), the FNO paper's halving every
+    #: 100 epochs; no floor, ``min_lr_ratio`` does not apply)
     schedule: str = "plateau"
-    schedule_factor: float = 0.5  #: "plateau": the factor in (0, 1) each reduction multiplies by
+    #: "plateau" and "step": the factor in (0, 1) each reduction multiplies by
+    schedule_factor: float = 0.5
     #: "plateau": epochs in a row without a lower loss that are tolerated before a reduction
     schedule_patience: int = 5
+    #: "step": epochs between two reductions (a positive integer)
+    schedule_step: int = 100
     #: the floor of either schedule as a fraction of ``lr``: lr_min = ``min_lr_ratio * lr``,
     #: in [0, 1)
     min_lr_ratio: float = 1e-3
@@ -127,6 +132,9 @@ class TrainConfig:
         value = self.schedule_patience
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"train.schedule_patience must be an integer >= 0, got {value!r}.")
+        value = self.schedule_step
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"train.schedule_step must be a positive integer, got {value!r}.")
         if not 0 <= self.min_lr_ratio < 1:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1), got {self.min_lr_ratio!r}.")
         if self.max_time_s is not None and not self.max_time_s > 0:

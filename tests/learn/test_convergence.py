@@ -249,7 +249,7 @@ def test_a_checkpoint_without_schedule_state_still_loads(tmp_path):
 @pytest.mark.parametrize(
     "bad, field",
     [
-        ({"schedule": "step"}, "train.schedule"),
+        ({"schedule": "linear"}, "train.schedule"),
         ({"schedule_factor": 1.0}, "train.schedule_factor"),
         ({"schedule_factor": 0.0}, "train.schedule_factor"),
         ({"schedule_patience": -1}, "train.schedule_patience"),
@@ -378,6 +378,6 @@ def test_cli_prints_no_note_when_patience_stops_the_run(tmp_path, monkeypatch, c
     assert metrics["stop_reason"] == "patience" and metrics["epochs_run"] < 2000
     assert "note:" not in out
     assert json.loads((run / "config.json").read_text())["train"]["schedule"] == "cosine"
-    bad = ["--schedule", "step", "--quiet", "--run-dir", tmp_path / "bad"]
+    bad = ["--schedule", "linear", "--quiet", "--run-dir", tmp_path / "bad"]
     code, _, err = run_cli(monkeypatch, capsys, "fit", data, *bad)
     assert code == 2 and "train.schedule" in err

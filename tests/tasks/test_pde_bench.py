@@ -131,7 +131,7 @@ def test_unknown_model_in_budgets_is_refused(tmp_path):
 
 def test_grid_and_cell_ids():
     full = build_cells()
-    assert len(full) == 2 * 3 * len(pde.MODELS)
+    assert len(full) == 2 * 3 * len(pde.MODELS) * pde.FULL_SEEDS
     quick = build_cells(quick=True)
     assert {c.params["resolution"] for c in quick} == set(pde.QUICK_RESOLUTIONS.values())
     assert len({c.id for c in full}) == len(full)
@@ -147,3 +147,76 @@ def test_npgl_local_mask_is_symmetric_and_local():
     m2 = npgl_local_mask(2, 8, radius=1)  # (128, 128)
     assert m2.shape == (128, 128) and bool((m2 == m2.T).all())
     assert int(m2[0, :64].sum()) == 4  # corner: itself, right, above, diagonal
+
+
+# ----------------------------------------------------------------------------- the core's protocol
+
+
+def test_full_budgets_train_to_patience_without_a_wall_cap():
+    for name, b in pde.FULL_BUDGETS.items():
+        assert b.patience > 0 and b.max_time_s is None, name
+        assert b.epochs >= 10 * b.patience, name  # the cap is not what should end a run
+    fno = pde.FULL_BUDGETS["fno"]
+    cfg = fno.train_config("backprop")
+    # the FNO paper's script: Adam 1e-3, halved every 100 epochs, batch 20, at most 500 epochs
+    assert (cfg.optimizer, cfg.lr, cfg.schedule, cfg.schedule_factor, cfg.schedule_step) == (
+        "adam", 1e-3, "step", 0.5, 100,
+    )  # fmt: skip
+    assert (cfg.batch_size, cfg.epochs, cfg.max_time_s) == (20, 500, None)
+    assert fno.hyperparameters == {"n_layers": 4}
+
+
+def test_seeds_multiply_the_grid_and_keep_seed_zeros_ids():
+    one = build_cells(datasets="burgers", models="nn", seeds=1)
+    three = build_cells(datasets="burgers", models="nn")  # a full run: 3 seeds
+    assert len(three) == 3 * len(one) and pde.FULL_SEEDS == 3
+    assert [c.seed for c in three[:3]] == [0, 1, 2]
+    assert {c.id for c in three if c.seed == 0} == {c.id for c in one}
+    assert len({c.id for c in three}) == len(three)
+    assert {c.seed for c in build_cells(quick=True)} == {0}
+    assert [
+        c.seed for c in build_cells(datasets="darcy", models="nn", seeds=[4, 2], quick=True)
+    ] == [4, 2]
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, [], [1, -2], ["a"]])
+def test_bad_seeds_are_one_sentence_errors(bad):
+    with pytest.raises(ConfigError, match="seeds=") as info:
+        build_cells(models="nn", seeds=bad)
+    assert str(info.value).endswith(".") and ". " not in str(info.value)
+
+
+def test_a_fine_grid_the_resolutions_do_not_divide_is_refused_before_any_cell(tmp_path):
+    bad = PDEBenchmarkConfig(darcy_fine_intervals=100)
+    with pytest.raises(ConfigError, match=r"fine_intervals=100 must be a multiple of 128"):
+        build_cells(datasets="darcy", data=bad)
+    with pytest.raises(ConfigError, match=r"fine_intervals=100"):
+        run_benchmark(tmp_path / "run", datasets="darcy", data=bad, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_seeds_give_mean_and_std_and_caps_are_marked(tmp_path, cache):
+    import statistics
+
+    run_dir = tmp_path / "run"
+    run_benchmark(
+        run_dir, quick=True, datasets="burgers", models="nn", data=TINY_DATA, budgets=TINY_BUDGETS,
+        seeds=2, progress=False,
+    )  # fmt: skip
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    assert [r["seed"] for r in rows] == [0, 1]
+    assert all(r["stopped_by"] == "epoch budget" for r in rows)  # quick: 2 epochs, patience 0
+    maes = [r["test_mae"] for r in rows]
+    assert maes[0] != maes[1]  # two seeds, two different models
+    cells = [json.loads(p.read_text()) for p in sorted((run_dir / "cells").glob("*.json"))]
+    assert {c["stop_reason"] for c in cells} == {"epoch_cap"}
+    (line,) = [ln for ln in (run_dir / "results.md").read_text().splitlines() if "| nn |" in ln]
+    cols = [c.strip() for c in line.strip("|").split("|")]
+    mean, std = statistics.mean(maes), statistics.stdev(maes)
+    assert cols[3:5] == ["2", "0"]
+    assert cols[5] == f"{mean:.3e} \u00b1 {std:.3e}"
+    assert cols[6].endswith("\u2020")  # stopped by the cap: marked
+    text = pde.format_table(rows)
+    assert "nn s0" in text and "nn s1" in text
+    names = {p.name for p in (run_dir / "plots").glob("*.png")}  # drawn over both seeds
+    assert names == {"predictions_burgers.png", "error_vs_resolution.png", "cost.png"}

@@ -38,6 +38,9 @@ def pde(
         "split_step", help="split_step (ETDRK4) or cole_hopf; burgers only."
     ),
     darcy_fine_intervals: int | None = typer.Option(None, help="Darcy fine grid (default 256)."),
+    seeds: int | None = typer.Option(
+        None, help="Model seeds per cell, tables show mean +- std (default 3; 1 with --quick)."
+    ),
 ):
     """PDE operator learning (seed paper Table 2): Burgers and Darcy at three resolutions."""
     from eads.tasks.pde import PDEBenchmarkConfig, run_benchmark
@@ -59,6 +62,7 @@ def pde(
             models=models,
             resolutions=resolutions,
             data=None if quick else data,  # --quick uses its own small data settings
+            seeds=seeds,
         )
     )
     typer.echo(f"run directory: {d}")
@@ -70,7 +74,7 @@ def pde_plots(
     out: Path = typer.Option(..., help="Folder for the plots."),
 ):
     """Plots of several PDE runs together (e.g. one run per resolution pass)."""
-    from eads.tasks.pde import plot_runs
+    from eads.report.pde import plot_runs
 
     for path in plot_runs(run_dirs, out):
         typer.echo(str(path))

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         optimizer: str | None = typer.Option(None, help="sgd or adam."),
         patience: int | None = typer.Option(None, help="Early-stopping patience (0: off)."),
         schedule: str | None = typer.Option(
-            None, help="Learning-rate schedule: none, plateau (default) or cosine."
+            None, help="Learning-rate schedule: none, plateau (default), cosine or step."
         ),
         max_time: float | None = typer.Option(
             None, help="Wall-time limit of training in seconds (checked after each epoch)."

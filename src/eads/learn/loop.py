@@ -19,8 +19,9 @@ Stopping: a run ends on the first of (checked in this order after each epoch, ne
 
 and :attr:`History.stop_reason` says which. At the end the best epoch's parameters are restored.
 The learning rate follows ``config.schedule`` (torch's ReduceLROnPlateau on the loss patience
-watches, or CosineAnnealingLR over the cap; see :class:`eads.config.TrainConfig`), stepped once
-per epoch; :attr:`History.lr` records the rate each epoch trained with.
+watches, CosineAnnealingLR over the cap, or StepLR every ``schedule_step`` epochs; see
+:class:`eads.config.TrainConfig`), stepped once per epoch; :attr:`History.lr` records the rate
+each epoch trained with.
 
 Determinism: the sample order of epoch e is ``randperm(n, seed + e)`` and the checkpoint holds the
 optimiser's and the schedule's state, so a run resumed from its checkpoint after epoch e continues
@@ -92,6 +93,7 @@ _SCHEDULE_SETTINGS = {
     "plateau": ("factor", "patience", "min_lrs", "default_min_lr", "threshold", "threshold_mode",
                 "mode", "mode_worse", "cooldown", "eps"),
     "cosine": ("T_max", "eta_min"),
+    "step": ("step_size", "gamma"),
 }  # fmt: skip
 
 
@@ -122,6 +124,10 @@ def make_scheduler(opt: torch.optim.Optimizer, config: TrainConfig):
         )
     if kind == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=lr_min)
+    if kind == "step":  # lr_e = lr * factor ** floor(e / schedule_step)
+        return torch.optim.lr_scheduler.StepLR(
+            opt, step_size=config.schedule_step, gamma=config.schedule_factor
+        )
     return None
 
 
@@ -180,6 +186,8 @@ def save_training_state(path, model, opt, best, history: History, scheduler=None
 def _kind_of(scheduler) -> str:
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         return "plateau"
+    if isinstance(scheduler, torch.optim.lr_scheduler.StepLR):
+        return "step"
     return "cosine"
 
 

@@ -16,7 +16,7 @@ training and evaluation passages, and for each chosen layer ``l``:
    (:class:`eads.hardware.CostModel`, one circuit inference per token).
 
 The original model's scores on the same evaluation passages form their own cell. Cells are one
-per (layer, model) plus the original, run by :func:`eads.tasks.executor.run_cells`; a rerun into
+per (layer, model) plus the original, run by :func:`eads.bench.cells.run_cells`; a rerun into
 the same directory skips finished cells.
 
 **Framing** (``window`` w, default :data:`WINDOW` = 4 tokens): token ``t``'s kernel output
@@ -36,14 +36,16 @@ path ``W_o W_v u_t`` is linear too, so this is the best linear single-token stan
 Run directory: ``config.json`` / ``meta.json``; ``cells/*.json``; ``results.json`` /
 ``results.csv`` (the per-layer table, with the original model's row); ``summary.json`` (small:
 config, split, rows, timings; the file committed under ``benchmarks/results/attention/``);
-``table.txt``; ``plots/degradation.png`` (perplexity and accuracy by layer for EADS and NP-GL
-against the original) and ``plots/cost.png`` (our Figure 6: training time and latency per token).
+``table.txt``; ``results.md`` (a kernel a cap stopped marked); ``plots/degradation.png``
+(perplexity and accuracy by layer for EADS and NP-GL against the original) and
+``plots/cost.png`` (our Figure 6: training time and latency per token), all written by
+:mod:`eads.report.attention` from the cells only. Kernels train under the core's budget
+(:class:`eads.bench.budget.Budget`: patience on the held-out pairs, the epoch cap).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import time
@@ -52,13 +54,21 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from eads._errors import ConfigError
-from eads._io import atomic_write_csv, atomic_write_json, atomic_write_text
-from eads.tasks.executor import Cell, run_cells
+from eads.bench.budget import Budget
+from eads.bench.cells import Cell, run_cells
+from eads.report.attention import (
+    CSV_FIELDS,
+    MODEL_LABELS,
+    format_markdown,
+    format_table,
+    plot_results,
+    rows_of,
+    write_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +77,6 @@ MODEL_NAMES = ("eads", "npgl", "mean")
 """Replacement kernels: EADS, NP-GL, and ``mean`` (the training mean of the kernel's output, a
 reference for how much a layer's attention matters at all; not run by default)."""
 DEFAULT_MODELS = ("eads", "npgl")
-MODEL_LABELS = {"original": "original", "eads": "EADS", "npgl": "NP-GL", "mean": "mean output"}
 WINDOW = 4
 """Tokens each EADS kernel sees, the current one included (``window * d + 1`` input nodes)."""
 NPGL_WINDOW = 1
@@ -289,7 +298,6 @@ def _r2(pred: torch.Tensor, y: torch.Tensor) -> float:
 def _fit_kernel(name: str, capture, s: AttentionSettings) -> tuple[nn.Module, dict]:
     """Train the vector map of one kernel; returns the standardised map and its training record."""
     from eads.circuit import EADS, NPGL
-    from eads.config import TrainConfig
     from eads.learn import ConditionalLikelihood, ECTrain, fit
 
     x_all, y_all = capture.inputs.float(), capture.outputs.float()  # (n, w*d+1), (n, d)
@@ -312,10 +320,8 @@ def _fit_kernel(name: str, capture, s: AttentionSettings) -> tuple[nn.Module, di
     else:
         model = NPGL(x_sel.shape[1], d, seed=s.seed)
         trainer, epochs, lr = ConditionalLikelihood(), s.npgl_epochs, s.npgl_lr
-    config = TrainConfig(
-        epochs=epochs, batch_size=s.batch_size, lr=lr, optimizer="adam", patience=s.patience,
-        seed=s.seed,
-    )  # fmt: skip
+    budget = Budget(epochs=epochs, lr_grid=(lr,), batch_size=s.batch_size, patience=s.patience)
+    config = budget.train_config(trainer.name, seed=s.seed)
     history = fit(model, trainer, (xz[tr], yz[tr]), (xz[va], yz[va]), config, progress=False)
     kernel = StandardisedMap(model, x_mean, x_std, y_mean, y_std, columns)
     with torch.no_grad():
@@ -325,6 +331,7 @@ def _fit_kernel(name: str, capture, s: AttentionSettings) -> tuple[nn.Module, di
         "epochs": history.epochs_run,
         "best_epoch": history.best_epoch,
         "stopped_early": history.stopped_early,
+        "stop_reason": history.stop_reason,
         "val_mse_z": history.best_val,
         "kernel_val_r2": _r2(pred, y_all[va]),
         "n_inputs": int(x_sel.shape[1]),
@@ -476,184 +483,6 @@ def _run_cell(ctx: _Context, cell: Cell, run_dir: Path) -> dict:
 # Table
 # --------------------------------------------------------------------------------------------
 
-_CSV_FIELDS = (
-    "layer", "model", "status", "perplexity", "ppl_ratio", "delta_perplexity", "token_perplexity",
-    "accuracy", "delta_accuracy", "kernel_val_r2", "train_time_s", "epochs", "hw_train_time_s",
-    "attention_ms_per_token", "sim_ms_per_token", "hw_us_per_token", "n_inputs", "n_train_pairs",
-    "n_passages", "error",
-)  # fmt: skip
-
-
-def _rows(results: list[dict]) -> list[dict]:
-    """One row per cell: the original model first, then by layer and model."""
-    orig = next(
-        (r for r in results if r["cell"]["model"] == "original" and r.get("status") == "ok"), None
-    )
-    base = orig["lambada"] if orig else None
-    rows = []
-    for r in results:
-        cell = r["cell"]
-        row: dict[str, Any] = {
-            "layer": cell["params"].get("layer"),
-            "model": cell["model"],
-            "status": r.get("status"),
-            "error": r.get("error", ""),
-        }
-        if r.get("status") == "ok":
-            lb = r["lambada"]
-            row.update(
-                perplexity=lb["perplexity"],
-                token_perplexity=lb["token_perplexity"],
-                accuracy=lb["accuracy"],
-                n_passages=lb["n_passages"],
-            )
-            if base is not None:
-                row.update(
-                    ppl_ratio=lb["perplexity"] / base["perplexity"],
-                    delta_perplexity=lb["perplexity"] - base["perplexity"],
-                    delta_accuracy=lb["accuracy"] - base["accuracy"],
-                )
-            if cell["model"] != "original":
-                tr, lat = r["training"], r["latency"]
-                hw = tr.get("hardware", {})
-                row.update(
-                    kernel_val_r2=tr.get("kernel_val_r2"),
-                    train_time_s=tr.get("train_time_s"),
-                    epochs=tr.get("epochs"),
-                    hw_train_time_s=hw.get("train_time_s"),
-                    attention_ms_per_token=1e3 * lat["attention_s_per_token"],
-                    sim_ms_per_token=1e3 * lat["kernel_sim_s_per_token"],
-                    hw_us_per_token=1e6 * hw["latency_s_per_token"] if hw else None,
-                    n_inputs=tr.get("n_inputs"),
-                    n_train_pairs=tr.get("n_train_pairs"),
-                )
-        rows.append(row)
-    order = {"original": 0, "eads": 1, "npgl": 2, "mean": 3}
-    rows.sort(key=lambda x: (x["layer"] is not None, x["layer"] or 0, order.get(x["model"], 9)))
-    return rows
-
-
-def _fmt(v, spec: str) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    return format(v, spec)
-
-
-def format_table(rows: list[dict]) -> str:
-    """The text table ``run_benchmark`` returns (and writes to ``table.txt``)."""
-    head = (
-        f"{'layer':>5} {'model':<12} {'ppl':>9} {'x orig':>7} {'acc':>6} {'d acc':>7} "
-        f"{'R2':>6} {'train s':>8} {'attn ms/t':>9} {'sim ms/t':>9} {'hw us/t':>8}"
-    )
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        layer = "-" if r["layer"] is None else str(r["layer"])
-        label = MODEL_LABELS.get(r["model"], r["model"])
-        if r.get("status") != "ok":
-            lines.append(f"{layer:>5} {label:<12} FAILED: {r.get('error', '')[:70]}")
-            continue
-        lines.append(
-            f"{layer:>5} {label:<12} {_fmt(r.get('perplexity'), '9.2f')} "
-            f"{_fmt(r.get('ppl_ratio'), '7.2f')} {_fmt(r.get('accuracy'), '6.3f')} "
-            f"{_fmt(r.get('delta_accuracy'), '+7.3f')} {_fmt(r.get('kernel_val_r2'), '6.3f')} "
-            f"{_fmt(r.get('train_time_s'), '8.1f')} "
-            f"{_fmt(r.get('attention_ms_per_token'), '9.3f')} "
-            f"{_fmt(r.get('sim_ms_per_token'), '9.3f')} {_fmt(r.get('hw_us_per_token'), '8.3f')}"
-        )
-    lines += [
-        "ppl: LAMBADA last-word perplexity on the evaluation passages; x orig: ratio to the "
-        "original model; acc: last-word accuracy; R2: kernel fit on held-out training pairs.",
-        "attn / sim ms/t: wall time per token of the original attention / the simulated kernel "
-        "on this CPU; hw us/t: modeled EADS hardware latency per token (eads.hardware).",
-    ]
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Plots (read the run directory only)
-# --------------------------------------------------------------------------------------------
-
-
-def plot_results(run_dir: str | Path) -> list[Path]:
-    """Draw ``plots/degradation.png`` and ``plots/cost.png`` from ``results.json``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    run_dir = Path(run_dir)
-    rows = json.loads((run_dir / "results.json").read_text())["rows"]
-    ok = [r for r in rows if r.get("status") == "ok"]
-    orig = next((r for r in ok if r["model"] == "original"), None)
-    models = [m for m in MODEL_NAMES if any(r["model"] == m for r in ok)]
-    out_dir = run_dir / "plots"
-    out_dir.mkdir(exist_ok=True)
-    written = []
-    if models and orig is not None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-        for m in models:
-            rs = sorted((r for r in ok if r["model"] == m), key=lambda r: r["layer"])
-            layers = [r["layer"] for r in rs]
-            axes[0].plot(layers, [r["ppl_ratio"] for r in rs], "o-", label=MODEL_LABELS[m])
-            axes[1].plot(layers, [r["accuracy"] for r in rs], "o-", label=MODEL_LABELS[m])
-        axes[0].axhline(1.0, color="k", lw=0.8, ls="--", label="original")
-        axes[1].axhline(orig["accuracy"], color="k", lw=0.8, ls="--", label="original")
-        axes[0].set_yscale("log")
-        axes[0].set_ylabel("perplexity / original", fontsize=8)
-        axes[1].set_ylabel("last-word accuracy", fontsize=8)
-        axes[0].set_title(
-            f"LAMBADA perplexity, one layer replaced (original {orig['perplexity']:.1f})",
-            fontsize=9,
-        )
-        axes[1].set_title("LAMBADA last-word accuracy, one layer replaced", fontsize=9)
-        for ax in axes:
-            ax.set_xlabel("replaced layer", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out_dir / "degradation.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
-    layer_rows = [r for r in ok if r["model"] == "eads"]
-    if layer_rows:
-
-        def mean(rs, key, scale=1.0):
-            vals = [r[key] * scale for r in rs if r.get(key) is not None]
-            return float(np.mean(vals)) if vals else math.nan
-
-        npgl = [r for r in ok if r["model"] == "npgl"]
-        lat_labels = ["attention\n(CPU)", "EADS sim\n(CPU)", "EADS\nmodeled hw"]
-        lat = [
-            mean(layer_rows, "attention_ms_per_token", 1e-3),
-            mean(layer_rows, "sim_ms_per_token", 1e-3),
-            mean(layer_rows, "hw_us_per_token", 1e-6),
-        ]
-        tr_labels = ["EADS sim\n(CPU)", "EADS\nmodeled hw"]
-        tr = [mean(layer_rows, "train_time_s"), mean(layer_rows, "hw_train_time_s")]
-        if npgl:
-            lat_labels.append("NP-GL sim\n(CPU)")
-            lat.append(mean(npgl, "sim_ms_per_token", 1e-3))
-            tr_labels.append("NP-GL sim\n(CPU)")
-            tr.append(mean(npgl, "train_time_s"))
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-        axes[0].bar(range(len(tr)), tr, color="C0")
-        axes[0].set_xticks(range(len(tr)), tr_labels, fontsize=7)
-        axes[0].set_title("training time per layer kernel (s)", fontsize=9)
-        axes[1].bar(range(len(lat)), lat, color="C1")
-        axes[1].set_xticks(range(len(lat)), lat_labels, fontsize=7)
-        axes[1].set_title("inference latency per token, one layer (s)", fontsize=9)
-        for ax in axes:
-            ax.set_yscale("log")
-            ax.tick_params(labelsize=7)
-        fig.tight_layout()
-        path = out_dir / "cost.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
-    return written
-
-
 # --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
@@ -796,46 +625,22 @@ def run_benchmark(
         address=address,
         progress=progress,
     )
-    rows = _rows(results)
-    table = format_table(rows)
-    wall = time.perf_counter() - t0
-    atomic_write_json(run_dir / "results.json", {"rows": rows, "wall_s_this_call": wall})
-    atomic_write_csv(run_dir / "results.csv", rows, _CSV_FIELDS)
-    atomic_write_text(run_dir / "table.txt", table + "\n")
-    summary_config = {k: v for k, v in config.items() if k != "split"}
-    summary_config["split"] = {k: v for k, v in config["split"].items() if k != "train_index"}
-    timings = {
-        r["cell"]["model"] + ("" if r["cell"]["model"] == "original" else f"_{r.get('layer')}"): {
-            "train_time_s": r.get("training", {}).get("train_time_s"),
-            "eval_time_s": r.get("eval_time_s"),
-            "hardware": r.get("training", {}).get("hardware"),
-            "latency": r.get("latency"),
-        }
-        for r in results
-        if r.get("status") == "ok"
-    }
-    atomic_write_json(
-        run_dir / "summary.json",
-        {
-            "config": summary_config,
-            "meta": json.loads((run_dir / "meta.json").read_text()),
-            "rows": rows,
-            "timings": timings,
-            "wall_s_this_call": wall,
-        },
-    )
-    plot_results(run_dir)
-    return table
+    return write_report(run_dir, results, config, time.perf_counter() - t0)
 
 
 __all__ = [
+    "CSV_FIELDS",
     "FULL",
+    "MODEL_LABELS",
     "QUICK",
     "AttentionSettings",
     "StandardisedMap",
     "attention_seconds_per_token",
+    "format_markdown",
     "format_table",
     "parse_layers",
     "plot_results",
+    "rows_of",
     "run_benchmark",
+    "write_report",
 ]

@@ -6,11 +6,13 @@ and writes one run directory:
 * ``config.json`` / ``meta.json`` -- the resolved settings (data sets, models, budgets, seeds,
   skipped data sets and why) and the run metadata (seed, revision, device);
 * ``cells/<cell id>.json`` -- one per (data set, model, seed), written atomically by
-  :func:`eads.tasks.executor.run_cells`; a rerun into the same directory skips finished cells;
+  :func:`eads.bench.cells.run_cells`; a rerun into the same directory skips finished cells;
 * ``results.json`` / ``results.csv`` -- the table: MAE, RMSE, MAPE averaged over the horizon and
   per step, in both zero conventions (zeros observed / zeros missing), training wall time,
   epochs, inference latency, device, budget; ``relative.json`` -- EADS against NP-GL and against
   the best other model in percent MAE; ``table.txt`` -- the text table returned;
+  ``results.md`` -- mean +- std over seeds, a cell that a cap stopped marked (all of these
+  written by :mod:`eads.report.spatiotemporal` from the cells only);
 * ``plots/`` -- predictions against truth for a few nodes per data set, and training time and
   inference latency per model (our Figure 4).
 
@@ -52,7 +54,6 @@ cap, the epoch cap or early stopping ended each run).
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import time
@@ -64,8 +65,20 @@ import numpy as np
 import torch
 
 from eads._errors import ConfigError
-from eads._io import atomic_write_csv, atomic_write_json, atomic_write_text
-from eads.tasks.executor import Cell, run_cells
+from eads.bench.budget import stop_reason_of
+from eads.bench.cells import Cell, run_cells
+from eads.bench.metrics import masked_mae
+from eads.report.spatiotemporal import (
+    CSV_FIELDS,
+    MODEL_LABELS,
+    MODEL_NAMES,
+    format_markdown,
+    format_table,
+    plot_results,
+    relative_claims,
+    rows_of,
+    write_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,26 +97,6 @@ DEFAULT_DATASETS = DATASET_NAMES
 QUICK_DATASETS = ("beijing_pm25",)
 QUICK_STEPS = 600
 """Time steps kept by ``--quick`` (the first ones of each series)."""
-MODEL_NAMES = (
-    "eads",
-    "npgl",
-    "graph_wavenet",
-    "mtgnn",
-    "ddgcrn",
-    "megacrn",
-    "historical_average",
-    "last_value",
-)
-MODEL_LABELS = {
-    "eads": "EADS",
-    "npgl": "NP-GL",
-    "graph_wavenet": "Graph WaveNet",
-    "mtgnn": "MTGNN",
-    "ddgcrn": "DDGCRN",
-    "megacrn": "MegaCRN",
-    "historical_average": "HA",
-    "last_value": "Last value",
-}
 EADS_HIDDEN = 128
 NPGL_TEMPORAL_REACH = 3
 """NP-GL couples time steps at most this far apart (plus outputs to the last history steps)."""
@@ -458,11 +451,6 @@ def _build(
 # --------------------------------------------------------------------------------------------
 
 
-def _masked_mae(pred: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
-    m = mask.astype(bool)
-    return float(np.abs(pred - y)[m].mean()) if m.any() else math.inf
-
-
 def _train(fc: _Forecaster, splits, budget: Budget, seed: int, progress: bool) -> dict:
     """Minibatch training with the budget's caps and early stopping on validation MAE.
 
@@ -484,7 +472,7 @@ def _train(fc: _Forecaster, splits, budget: Budget, seed: int, progress: bool) -
 
     def validate() -> bool:
         nonlocal best_val, best_state, best_step, since_best
-        v = _masked_mae(fc.predict(vx), vy, vm)
+        v = masked_mae(fc.predict(vx), vy, vm)
         val_curve.append([steps, round(time.perf_counter() - t0, 3), v])
         if v < best_val:
             best_val, best_step, since_best = v, steps, 0
@@ -532,6 +520,7 @@ def _train(fc: _Forecaster, splits, budget: Budget, seed: int, progress: bool) -
         "best_update": best_step,
         "best_val_mae": best_val,
         "stopped_by": stop,
+        "stop_reason": stop_reason_of(stop),  # the core's words ("" for a non-finite loss)
         "val_curve": val_curve,
         "train_loss": train_loss,
     }
@@ -610,7 +599,13 @@ def _run_cell(cell: Cell, run_dir: Path) -> dict:
         if fc.trainable and budget.max_epochs > 0:
             training = _train(fc, splits, budget, cell.seed, progress)
         else:
-            training = {"train_time_s": 0.0, "epochs": 0, "updates": 0, "stopped_by": "no training"}
+            training = {
+                "train_time_s": 0.0,
+                "epochs": 0,
+                "updates": 0,
+                "stopped_by": "no training",
+                "stop_reason": "none",
+            }
     te = splits.test
     ti = _subset(len(te), budget.max_test_windows)
     pred = fc.predict(te.x[ti])
@@ -640,253 +635,6 @@ def _run_cell(cell: Cell, run_dir: Path) -> dict:
         "selection": selection,
         "plot": plot,
     }
-
-
-# --------------------------------------------------------------------------------------------
-# The table and the relative claims
-# --------------------------------------------------------------------------------------------
-
-_CSV_FIELDS = (
-    "dataset",
-    "model",
-    "seed",
-    "status",
-    "mae",
-    "rmse",
-    "mape",
-    "mae_zeros_missing",
-    "rmse_zeros_missing",
-    "mape_zeros_missing",
-    "conventions_differ",
-    "train_time_s",
-    "epochs",
-    "updates",
-    "stopped_by",
-    "latency_ms_batch1",
-    "latency_ms_batch64",
-    "n_parameters",
-    "n_test_windows",
-    "device",
-    "max_epochs",
-    "max_train_s",
-    "error",
-)
-
-
-def _row(result: dict) -> dict:
-    cell = result["cell"]
-    row = {
-        "dataset": cell["dataset"],
-        "model": cell["model"],
-        "seed": cell["seed"],
-        "status": result.get("status"),
-        "error": result.get("error", ""),
-    }
-    if result.get("status") != "ok":
-        return row
-    met = result["metrics"]
-    obs, zm = met["observed"], met["zeros_as_missing"]
-    tr = result["training"]
-    row.update(
-        mae=obs["mae"],
-        rmse=obs["rmse"],
-        mape=obs["mape"],
-        mae_per_step=obs["mae_per_step"],
-        rmse_per_step=obs["rmse_per_step"],
-        mape_per_step=obs["mape_per_step"],
-        mae_zeros_missing=zm["mae"],
-        rmse_zeros_missing=zm["rmse"],
-        mape_zeros_missing=zm["mape"],
-        mae_per_step_zeros_missing=zm["mae_per_step"],
-        conventions_differ=met["conventions_differ"],
-        train_time_s=tr["train_time_s"],
-        epochs=tr["epochs"],
-        updates=tr["updates"],
-        stopped_by=tr["stopped_by"],
-        latency_ms_batch1=1e3 * result["latency_s_per_sample_batch1"],
-        latency_ms_batch64=1e3 * result["latency_s_per_sample_batch64"],
-        n_parameters=result["n_parameters"],
-        n_test_windows=result["n_test_windows"],
-        device=result["device"],
-        max_epochs=result["budget"]["max_epochs"],
-        max_train_s=result["budget"]["max_train_s"],
-    )
-    return row
-
-
-def _mean_by_model(rows: list[dict], key: str = "mae") -> dict[str, dict[str, float]]:
-    """``{dataset: {model: mean over seeds of key}}`` over the finished rows."""
-    acc: dict[str, dict[str, list[float]]] = {}
-    for r in rows:
-        if r.get("status") == "ok" and r.get(key) is not None and math.isfinite(r[key]):
-            acc.setdefault(r["dataset"], {}).setdefault(r["model"], []).append(r[key])
-    return {d: {m: float(np.mean(v)) for m, v in ms.items()} for d, ms in acc.items()}
-
-
-def relative_claims(rows: list[dict], key: str = "mae") -> list[dict]:
-    """EADS against NP-GL and against the best other model, per data set, in percent ``key``.
-
-    ``improvement_pct = 100 * (other - eads) / other``: positive when EADS has the lower error,
-    negative when it has the higher. The best other model is the one with the lowest ``key``
-    among all models except EADS (NP-GL and the simple references included); a data set without
-    an EADS result is left out, and a missing NP-GL gives ``None``.
-    """
-    out = []
-    for dataset, by_model in _mean_by_model(rows, key).items():
-        if "eads" not in by_model:
-            continue
-        e = by_model["eads"]
-        others = {m: v for m, v in by_model.items() if m != "eads"}
-        entry = {
-            "dataset": dataset,
-            "metric": key,
-            "eads": e,
-            "npgl": others.get("npgl"),
-            "vs_npgl_pct": None,
-            "best_baseline": None,
-            "best_baseline_value": None,
-            "vs_best_baseline_pct": None,
-        }
-        if "npgl" in others and others["npgl"] > 0:
-            entry["vs_npgl_pct"] = 100.0 * (others["npgl"] - e) / others["npgl"]
-        if others:
-            best = min(others, key=others.get)
-            entry.update(best_baseline=best, best_baseline_value=others[best])
-            if others[best] > 0:
-                entry["vs_best_baseline_pct"] = 100.0 * (others[best] - e) / others[best]
-        out.append(entry)
-    return out
-
-
-def _fmt(v, spec: str) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    return format(v, spec)
-
-
-def format_table(rows: list[dict], claims: list[dict], skipped: dict[str, str]) -> str:
-    """The text table ``run_benchmark`` returns (and writes to ``table.txt``)."""
-    lines = []
-    head = (
-        f"{'dataset':<13} {'model':<14} {'MAE':>9} {'RMSE':>9} {'MAPE%':>8} {'MAE z0':>9} "
-        f"{'train s':>8} {'epochs':>7} {'stop':<15} {'lat ms':>9}"
-    )
-    lines += [head, "-" * len(head)]
-    for r in rows:
-        label = MODEL_LABELS.get(r["model"], r["model"])
-        if r.get("status") != "ok":
-            lines.append(f"{r['dataset']:<13} {label:<14} FAILED: {r.get('error', '')[:60]}")
-            continue
-        z0 = _fmt(r["mae_zeros_missing"], "9.3f") if r["conventions_differ"] else "="
-        lines.append(
-            f"{r['dataset']:<13} {label:<14} {_fmt(r['mae'], '9.3f')} {_fmt(r['rmse'], '9.3f')} "
-            f"{_fmt(r['mape'], '8.2f')} {z0:>9} {r['train_time_s']:8.1f} {r['epochs']:7.2f} "
-            f"{r['stopped_by']:<15} {r['latency_ms_batch1']:9.3f}"
-        )
-    lines.append("MAE z0: MAE with true zeros counted as missing ('=' where it equals MAE).")
-    lines.append("lat ms: inference wall time for one window (batch 1) on this CPU.")
-    if claims:
-        lines.append("")
-        lines.append("EADS MAE vs NP-GL and vs the best other model (positive = EADS lower):")
-        for c in claims:
-            npgl = _fmt(c["vs_npgl_pct"], "+.1f")
-            best = MODEL_LABELS.get(c["best_baseline"], c["best_baseline"])
-            lines.append(
-                f"  {c['dataset']:<13} vs NP-GL {npgl:>7}%   vs best ({best}) "
-                f"{_fmt(c['vs_best_baseline_pct'], '+.1f'):>7}%"
-            )
-    for name, why in skipped.items():
-        lines.append(f"skipped {name}: {why}")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Plots (read the run directory only)
-# --------------------------------------------------------------------------------------------
-
-
-def plot_results(run_dir: str | Path) -> list[Path]:
-    """Draw ``plots/predictions_<dataset>.png`` and ``plots/cost.png`` from the cell results."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    run_dir = Path(run_dir)
-    results = [json.loads(p.read_text()) for p in sorted((run_dir / "cells").glob("*.json"))]
-    results = [r for r in results if r.get("status") == "ok"]
-    out_dir = run_dir / "plots"
-    out_dir.mkdir(exist_ok=True)
-    written = []
-    datasets = list(dict.fromkeys(r["cell"]["dataset"] for r in results))
-    show = ("eads", "npgl", "graph_wavenet", "last_value")
-    for d in datasets:
-        rs = {
-            r["cell"]["model"]: r
-            for r in results
-            if r["cell"]["dataset"] == d
-            and r["cell"]["seed"] == min(x["cell"]["seed"] for x in results)
-        }
-        if not rs:
-            continue
-        any_r = next(iter(rs.values()))
-        nodes = any_r["plot"]["nodes"]
-        fig, axes = plt.subplots(len(nodes), 1, figsize=(7, 1.8 * len(nodes)), sharex=True)
-        axes = np.atleast_1d(axes)
-        t = np.asarray(any_r["plot"]["start"]) + any_r["plot"]["history"]
-        truth = np.asarray(any_r["plot"]["truth_first"], dtype=float)
-        for j, node in enumerate(nodes):
-            ax = axes[j]
-            ax.plot(t, truth[:, j], color="k", lw=1.2, label="truth")
-            for m in show:
-                if m in rs:
-                    ax.plot(
-                        t,
-                        np.asarray(rs[m]["plot"]["pred_first"])[:, j],
-                        lw=0.9,
-                        label=MODEL_LABELS[m],
-                    )
-            ax.set_ylabel(f"node {node}", fontsize=8)
-            ax.tick_params(labelsize=7)
-        axes[0].set_title(f"{d}: one-step-ahead forecasts on the test split", fontsize=9)
-        axes[0].legend(fontsize=7, ncol=len(show) + 1, loc="upper right")
-        axes[-1].set_xlabel("time step (series index)", fontsize=8)
-        fig.tight_layout()
-        path = out_dir / f"predictions_{d}.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
-    if results:
-        models = [m for m in MODEL_NAMES if any(r["cell"]["model"] == m for r in results)]
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-        width = 0.8 / max(len(datasets), 1)
-        for k, d in enumerate(datasets):
-            tr, lat = [], []
-            for m in models:
-                rr = [r for r in results if r["cell"]["dataset"] == d and r["cell"]["model"] == m]
-                tr.append(np.mean([r["training"]["train_time_s"] for r in rr]) if rr else np.nan)
-                lat.append(
-                    np.mean([1e3 * r["latency_s_per_sample_batch1"] for r in rr]) if rr else np.nan
-                )
-            xs = np.arange(len(models)) + k * width
-            axes[0].bar(xs, np.maximum(tr, 1e-3), width, label=d)
-            axes[1].bar(xs, lat, width, label=d)
-        for ax, title in zip(
-            axes, ("training wall time (s)", "inference latency, 1 window (ms)"), strict=True
-        ):
-            ax.set_yscale("log")
-            ax.set_title(title, fontsize=9)
-            ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2)
-            ax.set_xticklabels(
-                [MODEL_LABELS[m] for m in models], rotation=35, ha="right", fontsize=7
-            )
-        axes[1].legend(fontsize=7)
-        fig.tight_layout()
-        path = out_dir / "cost.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
-    return written
 
 
 # --------------------------------------------------------------------------------------------
@@ -978,20 +726,23 @@ def run_benchmark(
     results = run_cells(
         cells, _run_cell, run_dir, executor=executor, address=address, progress=progress
     )
-    rows = [_row(r) for r in results]
-    claims = relative_claims(rows)
-    table = format_table(rows, claims, skipped)
-    atomic_write_json(
-        run_dir / "results.json",
-        {
-            "rows": rows,
-            "relative": claims,
-            "skipped": skipped,
-            "wall_s_this_call": time.perf_counter() - t0,
-        },
-    )
-    atomic_write_json(run_dir / "relative.json", claims)
-    atomic_write_csv(run_dir / "results.csv", rows, _CSV_FIELDS)
-    atomic_write_text(run_dir / "table.txt", table + "\n")
-    plot_results(run_dir)
-    return table
+    return write_report(run_dir, results, skipped, wall_s=time.perf_counter() - t0)
+
+
+__all__ = [
+    "BUDGETS",
+    "CSV_FIELDS",
+    "DATASET_NAMES",
+    "MODEL_LABELS",
+    "MODEL_NAMES",
+    "QUICK_BUDGETS",
+    "Budget",
+    "format_markdown",
+    "format_table",
+    "npgl_mask",
+    "plot_results",
+    "relative_claims",
+    "rows_of",
+    "run_benchmark",
+    "write_report",
+]

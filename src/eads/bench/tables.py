@@ -1,0 +1,75 @@
+"""Rows to tables: CSV, JSON and Markdown writers (atomic, :mod:`eads._io`) and their formatting.
+
+A *row* is a flat dict (one cell, or one group of seeds); the writers take the column order
+explicitly, so a table's layout is stated by the suite that owns it. Numbers the table cannot
+show (None, NaN, inf) are written "-". Seeds are summarised as ``mean +- std`` (the sample
+standard deviation, ``ddof = 1``; a single seed shows its value alone).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from eads._io import atomic_write_csv, atomic_write_json, atomic_write_text
+
+
+def fmt(v: Any, spec: str) -> str:
+    """``format(v, spec)``, or "-" for a missing or non-finite number."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return format(v, spec)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """``(mean, sample std)`` of the finite values (std 0 for one value, NaN for none)."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return math.nan, math.nan
+    mean = sum(vals) / len(vals)
+    if len(vals) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+
+
+def fmt_mean_std(values: Sequence[float], spec: str) -> str:
+    """``"m +- s"`` with ``spec`` for both (``"m"`` alone for one value; "-" for none)."""
+    vals = [v for v in values if v is not None and math.isfinite(float(v))]
+    mean, std = mean_std(vals)
+    if not vals:
+        return "-"
+    return fmt(mean, spec) if len(vals) == 1 else f"{fmt(mean, spec)} \u00b1 {fmt(std, spec)}"
+
+
+def group_rows(rows: Sequence[dict], key: Callable[[dict], tuple]) -> dict[tuple, list[dict]]:
+    """Rows grouped by ``key(row)``, groups and members in first-seen order."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(key(r), []).append(r)
+    return groups
+
+
+def markdown_table(header: Sequence[str], body: Sequence[Sequence[str]], align: str = "") -> str:
+    """A GitHub Markdown table; ``align``: one letter per column, "l" or "r" (default "l")."""
+    align = align or "l" * len(header)
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict], columns: Sequence[str]) -> None:
+    """``rows`` as CSV with ``columns`` (extra keys left out), atomically."""
+    atomic_write_csv(path, rows, list(columns))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """``obj`` as indented, key-sorted JSON, atomically."""
+    atomic_write_json(path, obj)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """A text or Markdown table, newline-terminated, atomically."""
+    atomic_write_text(path, text if text.endswith("\n") else text + "\n")

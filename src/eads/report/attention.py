@@ -1,0 +1,279 @@
+"""The attention benchmark's table and plots (seed paper Table 3, Figure 6), from run directories
+only.
+
+:func:`rows_of` turns the cells' results into the per-layer rows (the original model first);
+:func:`write_report` writes ``results.json``, ``results.csv`` (:data:`CSV_FIELDS`),
+``table.txt`` (:func:`format_table`), ``results.md`` (:func:`format_markdown`, a kernel that a
+cap stopped marked :data:`eads.bench.budget.CAP_MARK`), ``summary.json`` (the small file
+committed under ``benchmarks/results/attention/``) and ``plots/``; :func:`summary_table` renders
+a ``summary.json``. Nothing here trains.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eads.bench.budget import CAP_MARK, CAP_NOTE, STOP_LABELS, stop_mark
+from eads.bench.tables import fmt, markdown_table, write_csv, write_json, write_text
+
+#: Display names, in table order (the suite's models, :mod:`eads.tasks.attention`, and the
+#: original model).
+MODEL_LABELS = {"original": "original", "eads": "EADS", "npgl": "NP-GL", "mean": "mean output"}
+
+
+def _stopped_by(model: str, training: dict) -> str:
+    """A kernel's stop label: the loop's reason where the cell recorded it."""
+    if model == "mean":
+        return "no training"
+    reason = training.get("stop_reason")
+    if not reason:
+        reason = "patience" if training.get("stopped_early") else "epoch_cap"
+    return STOP_LABELS.get(reason, reason)
+
+
+CSV_FIELDS = (
+    "layer", "model", "status", "perplexity", "ppl_ratio", "delta_perplexity", "token_perplexity",
+    "accuracy", "delta_accuracy", "kernel_val_r2", "train_time_s", "epochs", "hw_train_time_s",
+    "attention_ms_per_token", "sim_ms_per_token", "hw_us_per_token", "n_inputs", "n_train_pairs",
+    "n_passages", "error",
+)  # fmt: skip
+
+
+def rows_of(results: list[dict]) -> list[dict]:
+    """One row per cell: the original model first, then by layer and model."""
+    orig = next(
+        (r for r in results if r["cell"]["model"] == "original" and r.get("status") == "ok"), None
+    )
+    base = orig["lambada"] if orig else None
+    rows = []
+    for r in results:
+        cell = r["cell"]
+        row: dict[str, Any] = {
+            "layer": cell["params"].get("layer"),
+            "model": cell["model"],
+            "status": r.get("status"),
+            "error": r.get("error", ""),
+        }
+        if r.get("status") == "ok":
+            lb = r["lambada"]
+            row.update(
+                perplexity=lb["perplexity"],
+                token_perplexity=lb["token_perplexity"],
+                accuracy=lb["accuracy"],
+                n_passages=lb["n_passages"],
+            )
+            if base is not None:
+                row.update(
+                    ppl_ratio=lb["perplexity"] / base["perplexity"],
+                    delta_perplexity=lb["perplexity"] - base["perplexity"],
+                    delta_accuracy=lb["accuracy"] - base["accuracy"],
+                )
+            if cell["model"] != "original":
+                tr, lat = r["training"], r["latency"]
+                hw = tr.get("hardware", {})
+                row.update(
+                    stopped_by=_stopped_by(cell["model"], tr),
+                    kernel_val_r2=tr.get("kernel_val_r2"),
+                    train_time_s=tr.get("train_time_s"),
+                    epochs=tr.get("epochs"),
+                    hw_train_time_s=hw.get("train_time_s"),
+                    attention_ms_per_token=1e3 * lat["attention_s_per_token"],
+                    sim_ms_per_token=1e3 * lat["kernel_sim_s_per_token"],
+                    hw_us_per_token=1e6 * hw["latency_s_per_token"] if hw else None,
+                    n_inputs=tr.get("n_inputs"),
+                    n_train_pairs=tr.get("n_train_pairs"),
+                )
+        rows.append(row)
+    order = {"original": 0, "eads": 1, "npgl": 2, "mean": 3}
+    rows.sort(key=lambda x: (x["layer"] is not None, x["layer"] or 0, order.get(x["model"], 9)))
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The text table ``run_benchmark`` returns (and writes to ``table.txt``)."""
+    head = (
+        f"{'layer':>5} {'model':<12} {'ppl':>9} {'x orig':>7} {'acc':>6} {'d acc':>7} "
+        f"{'R2':>6} {'train s':>8} {'attn ms/t':>9} {'sim ms/t':>9} {'hw us/t':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        layer = "-" if r["layer"] is None else str(r["layer"])
+        label = MODEL_LABELS.get(r["model"], r["model"])
+        if r.get("status") != "ok":
+            lines.append(f"{layer:>5} {label:<12} FAILED: {r.get('error', '')[:70]}")
+            continue
+        lines.append(
+            f"{layer:>5} {label:<12} {fmt(r.get('perplexity'), '9.2f')} "
+            f"{fmt(r.get('ppl_ratio'), '7.2f')} {fmt(r.get('accuracy'), '6.3f')} "
+            f"{fmt(r.get('delta_accuracy'), '+7.3f')} {fmt(r.get('kernel_val_r2'), '6.3f')} "
+            f"{fmt(r.get('train_time_s'), '8.1f')} "
+            f"{fmt(r.get('attention_ms_per_token'), '9.3f')} "
+            f"{fmt(r.get('sim_ms_per_token'), '9.3f')} {fmt(r.get('hw_us_per_token'), '8.3f')}"
+        )
+    lines += [
+        "ppl: LAMBADA last-word perplexity on the evaluation passages; x orig: ratio to the "
+        "original model; acc: last-word accuracy; R2: kernel fit on held-out training pairs.",
+        "attn / sim ms/t: wall time per token of the original attention / the simulated kernel "
+        "on this CPU; hw us/t: modeled EADS hardware latency per token (eads.hardware).",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Plots (read the run directory only)
+# --------------------------------------------------------------------------------------------
+
+
+def plot_results(run_dir: str | Path) -> list[Path]:
+    """Draw ``plots/degradation.png`` and ``plots/cost.png`` from ``results.json``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    ok = [r for r in rows if r.get("status") == "ok"]
+    orig = next((r for r in ok if r["model"] == "original"), None)
+    models = [m for m in MODEL_LABELS if m != "original" and any(r["model"] == m for r in ok)]
+    out_dir = run_dir / "plots"
+    out_dir.mkdir(exist_ok=True)
+    written = []
+    if models and orig is not None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+        for m in models:
+            rs = sorted((r for r in ok if r["model"] == m), key=lambda r: r["layer"])
+            layers = [r["layer"] for r in rs]
+            axes[0].plot(layers, [r["ppl_ratio"] for r in rs], "o-", label=MODEL_LABELS[m])
+            axes[1].plot(layers, [r["accuracy"] for r in rs], "o-", label=MODEL_LABELS[m])
+        axes[0].axhline(1.0, color="k", lw=0.8, ls="--", label="original")
+        axes[1].axhline(orig["accuracy"], color="k", lw=0.8, ls="--", label="original")
+        axes[0].set_yscale("log")
+        axes[0].set_ylabel("perplexity / original", fontsize=8)
+        axes[1].set_ylabel("last-word accuracy", fontsize=8)
+        axes[0].set_title(
+            f"LAMBADA perplexity, one layer replaced (original {orig['perplexity']:.1f})",
+            fontsize=9,
+        )
+        axes[1].set_title("LAMBADA last-word accuracy, one layer replaced", fontsize=9)
+        for ax in axes:
+            ax.set_xlabel("replaced layer", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / "degradation.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        written.append(path)
+    layer_rows = [r for r in ok if r["model"] == "eads"]
+    if layer_rows:
+
+        def mean(rs, key, scale=1.0):
+            vals = [r[key] * scale for r in rs if r.get(key) is not None]
+            return float(np.mean(vals)) if vals else math.nan
+
+        npgl = [r for r in ok if r["model"] == "npgl"]
+        lat_labels = ["attention\n(CPU)", "EADS sim\n(CPU)", "EADS\nmodeled hw"]
+        lat = [
+            mean(layer_rows, "attention_ms_per_token", 1e-3),
+            mean(layer_rows, "sim_ms_per_token", 1e-3),
+            mean(layer_rows, "hw_us_per_token", 1e-6),
+        ]
+        tr_labels = ["EADS sim\n(CPU)", "EADS\nmodeled hw"]
+        tr = [mean(layer_rows, "train_time_s"), mean(layer_rows, "hw_train_time_s")]
+        if npgl:
+            lat_labels.append("NP-GL sim\n(CPU)")
+            lat.append(mean(npgl, "sim_ms_per_token", 1e-3))
+            tr_labels.append("NP-GL sim\n(CPU)")
+            tr.append(mean(npgl, "train_time_s"))
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        axes[0].bar(range(len(tr)), tr, color="C0")
+        axes[0].set_xticks(range(len(tr)), tr_labels, fontsize=7)
+        axes[0].set_title("training time per layer kernel (s)", fontsize=9)
+        axes[1].bar(range(len(lat)), lat, color="C1")
+        axes[1].set_xticks(range(len(lat)), lat_labels, fontsize=7)
+        axes[1].set_title("inference latency per token, one layer (s)", fontsize=9)
+        for ax in axes:
+            ax.set_yscale("log")
+            ax.tick_params(labelsize=7)
+        fig.tight_layout()
+        path = out_dir / "cost.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def format_markdown(rows: list[dict]) -> str:
+    """The per-layer table in Markdown; a kernel that a cap stopped is marked :data:`CAP_MARK`."""
+    body = []
+    for r in rows:
+        layer = "-" if r["layer"] is None else str(r["layer"])
+        label = MODEL_LABELS.get(r["model"], r["model"])
+        if r.get("status") != "ok":
+            body.append([layer, label, "failed", "", "", "", ""])
+            continue
+        mark = CAP_MARK if r["model"] != "original" and stop_mark(r.get("stopped_by")) else ""
+        body.append(
+            [
+                layer,
+                label,
+                fmt(r.get("perplexity"), ".2f") + mark,
+                fmt(r.get("ppl_ratio"), ".2f"),
+                fmt(r.get("accuracy"), ".3f"),
+                fmt(r.get("kernel_val_r2"), ".3f"),
+                fmt(r.get("train_time_s"), ".1f"),
+            ]
+        )
+    head = ["layer", "model", "perplexity", "x original", "accuracy", "kernel R2", "train s"]
+    return markdown_table(head, body, align="rlrrrrr") + "\n\n" + CAP_NOTE
+
+
+def summary_table(summary: str | Path | dict[str, Any]) -> str:
+    """The text table of a run's ``summary.json`` (a path or its parsed content)."""
+    if not isinstance(summary, dict):
+        summary = json.loads(Path(summary).read_text())
+    return format_table(summary["rows"])
+
+
+def write_report(
+    run_dir: str | Path, results: list[dict], config: dict, wall_s: float, plots: bool = True
+) -> str:
+    """Write the run's table files (module docstring) from ``results``; returns the text table."""
+    run_dir = Path(run_dir)
+    rows = rows_of(results)
+    table = format_table(rows)
+    write_json(run_dir / "results.json", {"rows": rows, "wall_s_this_call": wall_s})
+    write_csv(run_dir / "results.csv", rows, CSV_FIELDS)
+    write_text(run_dir / "table.txt", table)
+    write_text(run_dir / "results.md", format_markdown(rows))
+    summary_config = {k: v for k, v in config.items() if k != "split"}
+    summary_config["split"] = {k: v for k, v in config["split"].items() if k != "train_index"}
+    timings = {
+        r["cell"]["model"] + ("" if r["cell"]["model"] == "original" else f"_{r.get('layer')}"): {
+            "train_time_s": r.get("training", {}).get("train_time_s"),
+            "eval_time_s": r.get("eval_time_s"),
+            "hardware": r.get("training", {}).get("hardware"),
+            "latency": r.get("latency"),
+        }
+        for r in results
+        if r.get("status") == "ok"
+    }
+    write_json(
+        run_dir / "summary.json",
+        {
+            "config": summary_config,
+            "meta": json.loads((run_dir / "meta.json").read_text()),
+            "rows": rows,
+            "timings": timings,
+            "wall_s_this_call": wall_s,
+        },
+    )
+    if plots:
+        plot_results(run_dir)
+    return table
