@@ -8,7 +8,9 @@ import json
 import math
 
 import pytest
+import torch
 
+import eads
 from eads._errors import ConfigError
 from eads.tasks import pde
 from eads.tasks.pde import PDEBenchmarkConfig, build_cells, npgl_local_mask, run_benchmark
@@ -220,3 +222,38 @@ def test_seeds_give_mean_and_std_and_caps_are_marked(tmp_path, cache):
     assert "nn s0" in text and "nn s1" in text
     names = {p.name for p in (run_dir / "plots").glob("*.png")}  # drawn over both seeds
     assert names == {"predictions_burgers.png", "error_vs_resolution.png", "cost.png"}
+
+
+@pytest.mark.parametrize("model", ["nn", "fno"])
+def test_a_cell_killed_mid_training_resumes_from_its_checkpoint(tmp_path, model, monkeypatch):
+    """A cell's training writes a checkpoint after every epoch: stopped after 2 epochs (the cap),
+    the same candidate resumed under a cap of 4 ends with the parameters of a straight 4-epoch
+    run, bit for bit (the oracle: the uninterrupted run)."""
+    import dataclasses
+
+    from eads.tasks.pde import QUICK_BUDGETS, _train_one
+
+    g = torch.Generator().manual_seed(0)
+    data_t = tuple(torch.randn(24, 16, generator=g) for _ in range(4))
+    short = dataclasses.replace(QUICK_BUDGETS[model], epochs=2, patience=0)
+    long = dataclasses.replace(short, epochs=4)
+    steps = []
+    real = eads.Backprop.loss_and_gradients
+    monkeypatch.setattr(
+        eads.Backprop,
+        "loss_and_gradients",
+        lambda self, *a: steps.append(1) or real(self, *a),
+    )
+    ckpt = tmp_path / "partial" / "lr.ckpt"
+    _, h2, _, _ = _train_one(model, 1, 16, 16, short, 1e-3, 0, data_t, ckpt)
+    assert h2.epochs_run == 2 and ckpt.is_file()
+    first = len(steps)
+    resumed, h4, _, _ = _train_one(model, 1, 16, 16, long, 1e-3, 0, data_t, ckpt)
+    assert len(steps) == 2 * first  # it trained epochs 2 and 3 only: it did resume
+    straight, h, _, _ = _train_one(model, 1, 16, 16, long, 1e-3, 0, data_t)
+    assert h4.epochs_run == h.epochs_run == 4 and h4.val_loss == h.val_loss
+    for (name, p), q in zip(
+        resumed.state_dict().items(), straight.state_dict().values(), strict=True
+    ):
+        if torch.is_tensor(p):
+            assert torch.equal(p, q), name

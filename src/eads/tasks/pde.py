@@ -55,6 +55,7 @@ import dataclasses
 import json
 import logging
 import statistics
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -395,8 +396,12 @@ def _build(model: str, dim: int, res: int, n: int, budget: Budget, seed: int, pa
     return wrapped, wrapped, trainer, info
 
 
-def _train_one(model, dim, res, n, budget, lr, seed, data_t):
-    """Train one learning-rate candidate; returns (module, history, stopped_by)."""
+def _train_one(model, dim, res, n, budget, lr, seed, data_t, checkpoint: Path | None = None):
+    """Train one learning-rate candidate; returns (module, history, stopped_by).
+
+    ``checkpoint``: written after every epoch, and resumed from when it exists, so that a long
+    cell killed mid-training continues where it stopped (bit for bit on the same machine).
+    """
     import eads
 
     module, trained, trainer, info = _build(model, dim, res, n, budget, seed)
@@ -405,7 +410,19 @@ def _train_one(model, dim, res, n, budget, lr, seed, data_t):
         x_tr, y_tr = x_tr.reshape(len(x_tr), -1), y_tr.reshape(len(y_tr), -1)
         x_va, y_va = x_va.reshape(len(x_va), -1), y_va.reshape(len(y_va), -1)
     cfg = budget.train_config(trainer.name, lr=lr, seed=seed)
-    history = eads.fit(trained, trainer, (x_tr, y_tr), (x_va, y_va), cfg, progress=False)
+    resume = checkpoint is not None and checkpoint.is_file()
+    if resume:
+        log.info("resuming %s from %s", model, checkpoint)
+    history = eads.fit(
+        trained,
+        trainer,
+        (x_tr, y_tr),
+        (x_va, y_va),
+        cfg,
+        progress=False,
+        checkpoint=checkpoint,
+        resume=resume,
+    )
     return module, history, _STOPPED_BY[history.stop_reason], info
 
 
@@ -520,9 +537,10 @@ def run_cell(cell: Cell, run_dir: Path) -> dict:
             cell.model, dim, res, n, budget, cell.seed, data_t
         )
         best = (module, history, stopped_by, info, lr)
+    partial = run_dir / "partial" / cell.id  # per-epoch checkpoints of the unfinished cell
     for lr in budget.lr_grid if best is None else ():
         module, history, stopped_by, info = _train_one(
-            cell.model, dim, res, n, budget, lr, cell.seed, data_t
+            cell.model, dim, res, n, budget, lr, cell.seed, data_t, partial / f"lr{lr:g}.ckpt"
         )
         candidates.append(
             {
@@ -560,6 +578,7 @@ def run_cell(cell: Cell, run_dir: Path) -> dict:
         pred_path,
         lambda p: np.savez(p, x=ds.x_test[:k], y=ds.y_test[:k], pred=pred[:k].astype(np.float32)),
     )
+    shutil.rmtree(partial, ignore_errors=True)  # the cell is done: its result replaces them
     return {
         "dataset": cell.dataset,
         "resolution": res,
