@@ -22,10 +22,18 @@ forward pass (Hager 2000, Numer. Math. 87; Sanz-Serna 2016, SIAM Rev. 58): EC-Tr
 simulator therefore agrees with autograd through the solver to rounding error, and both converge
 to the gradient of the continuous-time circuit as the step shrinks (tests/circuit/test_adjoint.py).
 
-Memory: the forward trajectory is stored (the tape), not recomputed backwards: the stage inputs
-``steps * stages * B * H`` floats plus one byte per diode state. Integrating ``h`` backward in time
-instead would save that memory but is unstable (the backward coupling dynamics amplify rounding
-error) and would double the matrix products.
+With :class:`eads.solve.SwitchingHeun` the forward map locates each diode switch inside its
+step; its adjoint (:func:`_switching_adjoint`) is exact for that map as well, and since the map is
+smooth across switches the gradient converges at order two instead of one
+(tests/circuit/test_switching_adjoint.py), which is what lets EC-Train take a quarter of the
+evaluations at equal gradient error (benchmarks/README.md).
+
+Memory: the forward trajectory is stored (the tape), not recomputed backwards: for a Runge-Kutta
+method the stage inputs and the diode states (as 0/1 floats), ``2 * steps * stages * B * H``
+values; for SwitchingHeun ``5 * steps * B * H`` (``Tape.nbytes``). The adjoint writes its stage
+weights over the tape's diode states in place, so it needs no second buffer of that size.
+Integrating ``h`` backward in time instead would save that memory but is unstable (the backward
+coupling dynamics amplify rounding error) and would double the matrix products.
 
 All per-stage outer products of ``dL/dJ`` are stacked into a single ``(H, K) x (K, H)`` matrix
 product (``K = steps * stages * B``).
@@ -38,6 +46,8 @@ import torch
 from eads._errors import DataError
 from eads.circuit._checks import check_batch
 from eads.circuit.eads import EADS
+from eads.solve import Tape, _kernels
+from eads.solve.switching import SwitchingTape
 
 
 def error_currents(model: EADS, h_T: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -73,42 +83,10 @@ def adjoint_gradients(
     grad_Q = h_T.T @ delta  # (H, M)
 
     a = delta @ Q.T  # (B, H): a(T) = Q delta
-    A, b = tape.a, tape.b
-    n_stages = len(b)
-    # dL/dJ = sum over stages of w_i u_i^T: the w_i go into one buffer shaped like the tape's
-    # inputs, so the whole integral is one (H, K) x (K, H) matrix product at the end.
-    stacked = tape.input_buffer is not None
-    W = torch.zeros_like(tape.input_buffer) if stacked else None
-    weighted, inputs = [], []
-    for k in reversed(range(tape.n_steps)):
-        dt, u, s = tape.dts[k], tape.inputs[k], tape.aux[k]
-        g: list[torch.Tensor | None] = [None] * n_stages
-        for i in reversed(range(n_stages)):
-            dk = a * (dt * b[i]) if b[i] != 0.0 else None  # dL/dk_i
-            for j in range(i + 1, n_stages):
-                if j < len(A) and i < len(A[j]) and A[j][i] != 0.0 and g[j] is not None:
-                    dk = (
-                        dk.add_(g[j], alpha=dt * A[j][i])
-                        if dk is not None
-                        else g[j] * (dt * A[j][i])
-                    )
-            if dk is None:
-                continue
-            if stacked:
-                w = torch.mul(dk, s[i], out=W[k, i])  # (B, H): through the diodes, s * a
-            else:
-                w = dk * s[i]
-                weighted.append(w)
-                inputs.append(u[i])
-            g[i] = w @ J  # (B, H): back through the coupling conductances, J^T (s * a)
-        for gi in g:
-            if gi is not None:
-                a = a + gi
-    H = J.shape[0]
-    if stacked:
-        grad_J = W.view(-1, H).T @ tape.input_buffer.view(-1, H)  # (H, K) @ (K, H)
+    if isinstance(tape, SwitchingTape):
+        a, grad_J = _switching_adjoint(tape, a, J)
     else:
-        grad_J = torch.cat(weighted).T @ torch.cat(inputs)
+        a, grad_J = _runge_kutta_adjoint(tape, a, J)
     # the projection's adjoint: dL/d(drive) = c a(0) / r_h, c the settled fraction (1 if settled)
     a_drive = (_settled_fraction(model, x) / model.r_hidden) * a  # (B, H)
     grads = {"P": a_drive.T @ x, "J": grad_J, "Q": grad_Q}  # dL/dP (H, N) = a_drive^T x
@@ -129,3 +107,110 @@ def _settled_fraction(model: EADS, x: torch.Tensor) -> float:
     drive = torch.ones(1, 1, dtype=x.dtype, device=x.device)
     settled, _ = model._settle_linear(drive, model.r_hidden)
     return float(settled) * model.r_hidden
+
+
+def _runge_kutta_adjoint(
+    tape: Tape, a: torch.Tensor, J: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The adjoint scheme of an explicit Runge-Kutta tape: ``(a(0), dL/dJ)`` from ``a(T)``.
+
+    Per step, backwards through the stages (``dk_i`` the adjoint of stage derivative ``k_i``,
+    ``g_i`` that of stage input ``u_i``)::
+
+        dk_i = dt (b_i a + sum_{j>i} A_ji g_j),   w_i = s_i * dk_i,   g_i = w_i J,
+        a <- a + sum_i g_i,                        dL/dJ += sum_i w_i^T u_i
+
+    Where the tape's diode states are floats, ``w_i`` overwrites ``s_i`` in place (no second
+    tape-sized buffer) and the sum over the stages' ``g_i`` is folded into the last product
+    (``addmm``). ``dL/dJ`` is one ``(H, K) x (K, H)`` product at the end.
+    """
+    A, b = tape.a, tape.b
+    n_stages = len(b)
+    H = J.shape[0]
+    # read[j]: an earlier stage's dk takes g_j (some A[j][i] != 0, i < j); otherwise g_j only
+    # joins the running sum, and the product adds it there directly
+    read = [j < len(A) and any(c != 0.0 for c in A[j]) for j in range(n_stages)]
+    in_place = tape.aux_buffer is not None and tape.aux_buffer.dtype == a.dtype
+    zero = a.new_zeros(())
+    g = [a.new_empty(a.shape) if read[j] else None for j in range(n_stages)]
+    e_buf = a.new_empty(a.shape)
+    sums = (a.new_empty(a.shape), a.new_empty(a.shape))  # ping-pong a(t_k)
+    weighted, inputs = [], []
+    for n, k in enumerate(reversed(range(tape.n_steps))):
+        dt, u, s = tape.dts[k], tape.inputs[k], tape.aux[k]
+        total = None  # a + the g_i so far
+        have = [False] * n_stages
+        for i in reversed(range(n_stages)):
+            terms = [(A[j][i], g[j]) for j in range(i + 1, n_stages)
+                     if i < len(A[j]) and A[j][i] != 0.0 and have[j]]  # fmt: skip
+            if b[i] != 0.0:  # dk_i = scale * e
+                scale, e, coefs = dt * b[i], a, [(c / b[i], gj) for c, gj in terms]
+            elif terms:
+                c0 = terms[0][0]
+                scale, e, coefs = dt * c0, terms[0][1], [(c / c0, gj) for c, gj in terms[1:]]
+            else:  # stage i's derivative never reaches the output: w_i = 0
+                if in_place:
+                    s[i].zero_()
+                continue
+            if coefs:
+                e = torch.add(e, coefs[0][1], alpha=coefs[0][0], out=e_buf)
+                for c, gj in coefs[1:]:
+                    e.add_(gj, alpha=c)
+            si = s[i] if s[i].dtype == a.dtype else s[i].to(a.dtype)
+            if in_place:  # w_i = s_i * dk_i (B, H), written over s_i
+                w = torch.addcmul(zero, e, si, value=scale, out=s[i])
+            else:
+                w = torch.addcmul(zero, e, si, value=scale)
+                weighted.append(w)
+                inputs.append(u[i])
+            # g_i = w_i J: back through the coupling conductances, J^T (s * dk)
+            if read[i]:
+                torch.mm(w, J, out=g[i])
+                have[i] = True
+                if total is None:
+                    total = torch.add(a, g[i], out=sums[n % 2])
+                else:
+                    total.add_(g[i])
+            elif total is None:
+                total = torch.addmm(a, w, J, out=sums[n % 2])
+            else:
+                total.addmm_(w, J)
+        if total is not None:
+            a = total
+    if in_place:
+        grad_J = tape.aux_buffer.view(-1, H).T @ tape.input_buffer.view(-1, H)  # (H, K) @ (K, H)
+    else:
+        grad_J = torch.cat(weighted).T @ torch.cat(inputs)
+    return a, grad_J
+
+
+def _switching_adjoint(
+    tape: SwitchingTape, a: torch.Tensor, J: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact adjoint of :class:`eads.solve.SwitchingHeun`: ``(a(0), dL/dJ)`` from ``a(T)``.
+
+    Forward step: ``z0 = h J^T``, ``h~ = h + dt relu(z0)``, ``z1 = h~ J^T``,
+    ``h' = h + dt (phi0 z0 + phi1 z1)``. Backwards, with ``a`` the adjoint of ``h'`` and
+    ``w = dL/dz / dt``::
+
+        w1 = phi1 a,   t = a + dt w1 J                  (t: a plus the adjoint of h~)
+        w0 = (phi0 - s0) a + s0 t                       (= phi0 a + s0 * dt w1 J)
+        a <- t + dt w0 J,   dL/dJ += dt (w0^T h + w1^T h~)
+
+    The ``w`` overwrite the tape's weights in place; the sums are folded into the products.
+    """
+    H = J.shape[0]
+    U, Wt, S0 = tape.input_buffer, tape.weights, tape.masks
+    bufs = (a.new_empty(a.shape), a.new_empty(a.shape))
+    for n, k in enumerate(reversed(range(tape.n_steps))):
+        dt = tape.dts[k]
+        w0, w1 = Wt[k, 0], Wt[k, 1]
+        w1.mul_(a)  # (B, H)
+        t = torch.addmm(a, w1, J, alpha=dt, out=bufs[n % 2])  # a + dt w1 J
+        if tape.fused:
+            _kernels.call("adjoint_weight", w0, a, S0[k], t)
+        else:
+            w0.mul_(a).addcmul_(S0[k], t)
+        a = t.addmm_(w0, J, alpha=dt)
+    grad_J = Wt.view(-1, H).T @ U.view(-1, H)  # (H, K) @ (K, H)
+    return a, grad_J.mul_(tape.dts[0]) if tape.n_steps else grad_J

@@ -175,25 +175,22 @@ class EADS(nn.Module):
         return h0
 
     def coupling_field(self, t: float, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``f(h) = relu(J h)`` and the diode states ``s = 1[J h > 0]``, both ``(B, H)``."""
-        z = h @ self.J.T  # (B, H)
-        s = z > 0
-        return z * s, s
+        """``f(h) = relu(J h)`` and the diode states ``s = 1[J h > 0]`` as 0/1 values of ``h``'s
+        dtype, both ``(B, H)``."""
+        k = torch.relu(h @ self.J.T)  # (B, H)
+        return k, torch.sign(k)
 
     def couple(self, h0: torch.Tensor, *, record: bool = False) -> Solution:
         """Coupling stage: integrate ``dh/dt = relu(J h)`` over ``[0, T]`` from ``h0``.
 
-        With ``record=True`` the solution carries a :class:`eads.solve.Tape` of every stage input
-        and diode state, which the adjoint circuit reuses (memory: ``steps * stages * B * H``
-        values plus as many one-byte diode states).
+        The field is handed to the solver as the rectified linear map it is
+        (:meth:`eads.solve.AbstractSolver.integrate_rectified`), so a fixed-step solver fuses its
+        stages into preallocated buffers and :class:`eads.solve.SwitchingHeun` can locate the
+        diode switches. With ``record=True`` the solution carries a :class:`eads.solve.Tape` of
+        every stage input and diode state, which the adjoint circuit reuses (memory:
+        ``Tape.nbytes``; for a Runge-Kutta method ``2 * steps * stages * B * H`` values).
         """
-        if record:
-            sol = self.solver.integrate(
-                self.coupling_field, h0, 0.0, self.duration, record=True, aux=True
-            )
-        else:
-            JT = self.J.T
-            sol = self.solver.integrate(lambda t, h: torch.relu(h @ JT), h0, 0.0, self.duration)
+        sol = self.solver.integrate_rectified(self.J, h0, 0.0, self.duration, record=record)
         check_stable(
             "coupling",
             sol.y,

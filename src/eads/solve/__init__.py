@@ -1,4 +1,5 @@
-"""How time is integrated: explicit Runge-Kutta strategy objects and settle-to-tolerance."""
+"""How time is integrated: explicit Runge-Kutta strategy objects, the switch-locating Heun
+method for the rectified coupling field, and settle-to-tolerance."""
 
 from eads.solve._base import (
     RK4,
@@ -13,10 +14,13 @@ from eads.solve._base import (
     Tape,
     make_solver,
 )
+from eads.solve._workspace import Workspace
 from eads.solve.sde import EulerMaruyama
 from eads.solve.settle import settle
+from eads.solve.switching import SwitchingHeun, SwitchingTape
 
 SOLVERS["euler-maruyama"] = EulerMaruyama
+SOLVERS["switching-heun"] = SwitchingHeun
 
 __all__ = [
     "RK4",
@@ -29,7 +33,10 @@ __all__ = [
     "EulerMaruyama",
     "Midpoint",
     "Solution",
+    "SwitchingHeun",
+    "SwitchingTape",
     "Tape",
+    "Workspace",
     "make_solver",
     "settle",
 ]

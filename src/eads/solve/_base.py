@@ -6,6 +6,10 @@ step ones take ``n_steps`` equal steps, the adaptive one chooses its steps by an
 estimate. Each can record a *tape* of its stages (the stage inputs ``u_i`` and whatever auxiliary
 tensor the vector field returns with its derivative, e.g. the diode states), which the adjoint
 circuit in :mod:`eads.circuit` reuses instead of recomputing the forward pass.
+
+For the rectified linear field of the coupling stage, ``relu(y W^T)``, every solver also has
+:meth:`AbstractSolver.integrate_rectified`: the fixed-step ones run it on buffers allocated once,
+and :mod:`eads.solve.switching` adds a method that locates the diode switches inside a step.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from eads._errors import ConfigError
+from eads.solve._workspace import Workspace
 
 #: A vector field: ``f(t, y) -> dy`` or, with ``aux=True``, ``f(t, y) -> (dy, aux)``.
 VectorField = Callable[[float, torch.Tensor], torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
@@ -41,6 +46,22 @@ class Tape:
     @property
     def n_steps(self) -> int:
         return len(self.dts)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the tape holds (each stored tensor counted once; views into a buffer are free)."""
+        storages = {}
+        for t in self._tensors():
+            storage = t.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+        return sum(storages.values())
+
+    def _tensors(self):
+        for t in (self.input_buffer, self.aux_buffer):
+            if t is not None:
+                yield t
+        for row in (*self.inputs, *self.aux):
+            yield from (t for t in row if t is not None)
 
 
 @dataclass
@@ -126,6 +147,38 @@ class AbstractSolver:
         a per-node tensor like ``y`` of dtype ``aux_dtype`` (e.g. the diode states)."""
         raise NotImplementedError
 
+    def integrate_rectified(
+        self,
+        weight: torch.Tensor,
+        y0: torch.Tensor,
+        t0: float,
+        t1: float,
+        *,
+        record: bool = False,
+    ) -> Solution:
+        """Integrate the rectified linear field ``dy/dt = relu(y W^T)``, ``W = weight (H, H)``.
+
+        The field of the ideal EADS coupling stage. Knowing its form lets a solver fuse the stage
+        arithmetic into preallocated buffers (fixed-step methods) or locate the diode switches
+        inside a step (:class:`eads.solve.SwitchingHeun`). With ``record`` the tape's aux holds
+        the diode states ``1[y W^T > 0]`` as 0/1 values of ``y0``'s dtype. The base version calls
+        :meth:`integrate` on the field.
+        """
+        WT = weight.T  # (H, H): y W^T in the (batch, nodes) layout
+        if record:
+
+            def f(t, y):
+                k = torch.relu(y @ WT)  # (B, H)
+                return k, torch.sign(k)  # the diode states as 0/1 floats
+
+            return self.integrate(f, y0, t0, t1, record=True, aux=True, aux_dtype=y0.dtype)
+        return self.integrate(lambda t, y: torch.relu(y @ WT), y0, t0, t1)
+
+
+def needs_autograd(*tensors: torch.Tensor) -> bool:
+    """Whether autograd would record operations on ``tensors`` (then no ``out=`` buffers)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
 
 class AbstractFixedStep(AbstractSolver):
     """A fixed-step method: ``n_steps`` equal steps over the interval."""
@@ -137,6 +190,16 @@ class AbstractFixedStep(AbstractSolver):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_steps={self.n_steps})"
+
+    @property
+    def workspace(self) -> Workspace:
+        """The buffers :meth:`integrate_rectified` records its tape into, kept between calls: a
+        recorded tape is valid until this solver's next recorded integration of the same shape
+        (the adjoint consumes it at once). ``workspace.clear()`` frees them."""
+        ws = self.__dict__.get("_workspace")
+        if ws is None:
+            ws = self.__dict__["_workspace"] = Workspace()
+        return ws
 
     def integrate(self, f, y0, t0, t1, *, record=False, aux=False, aux_dtype=torch.bool):
         dt = (t1 - t0) / self.n_steps
@@ -160,6 +223,62 @@ class AbstractFixedStep(AbstractSolver):
                 tape.inputs.append(inputs)
                 tape.aux.append(auxes)
         return Solution(y, t1, self.n_steps * len(self.b), tape)
+
+    def integrate_rectified(self, weight, y0, t0, t1, *, record=False):
+        """``dy/dt = relu(y W^T)`` with every stage written into buffers allocated once.
+
+        Same arithmetic as :meth:`integrate` on the field (equal to rounding), with fewer passes
+        over memory: the stage inputs are built in their tape slots, ``y_{n+1}`` is written
+        straight into the next step's first slot (no copy), the products land in preallocated
+        stage buffers, the relu acts in place and the diode states are stored as 0/1 floats
+        (``sign(relu(z))``), since float masks multiply several times faster than booleans.
+        Where autograd must see the operations, it falls back to :meth:`integrate`.
+        """
+        if needs_autograd(weight, y0):
+            return super().integrate_rectified(weight, y0, t0, t1, record=record)
+        n, stages = self.n_steps, len(self.b)
+        dt = (t1 - t0) / n
+        WT = weight.T  # (H, H)
+        tape = Tape(self.a, self.b) if record else None
+        K = y0.new_empty((stages, *y0.shape))  # (stages, B, H): the stage derivatives
+        if record:
+            shape = (n, stages, *y0.shape)
+            U = tape.input_buffer = self.workspace.get("inputs", shape, y0)  # stage inputs
+            S = tape.aux_buffer = self.workspace.get("aux", shape, y0)  # diode states
+            U[0, 0].copy_(y0)
+            y = U[0, 0]
+        else:
+            scratch = y0.new_empty(y0.shape)  # a stage input, consumed by its product
+            states = (y0.new_empty(y0.shape), y0.new_empty(y0.shape))  # ping-pong y_n
+            y = y0
+        for step in range(n):
+            for i, ai in enumerate(self.a):
+                terms = [(dt * coef, j) for j, coef in enumerate(ai) if coef != 0.0]
+                if not terms:  # the stage input is y_n (the tape's slot 0 holds it already)
+                    u = U[step, i].copy_(y) if record and i > 0 else y
+                else:
+                    u = U[step, i] if record else scratch
+                    torch.add(y, K[terms[0][1]], alpha=terms[0][0], out=u)
+                    for coef, j in terms[1:]:
+                        u.add_(K[j], alpha=coef)
+                torch.mm(u, WT, out=K[i])  # (B, H): z = u W^T
+                K[i].clamp_(min=0.0)  # k = relu(z)
+                if record:
+                    torch.sign(K[i], out=S[step, i])  # 1[z > 0]
+            if step == n - 1:
+                y_next = torch.empty_like(y0)
+            else:
+                y_next = U[step + 1, 0] if record else states[step % 2]
+            weights = [(dt * bi, i) for i, bi in enumerate(self.b) if bi != 0.0]
+            torch.add(y, K[weights[0][1]], alpha=weights[0][0], out=y_next)
+            for coef, i in weights[1:]:
+                y_next.add_(K[i], alpha=coef)
+            if record:
+                tape.dts.append(dt)
+                tape.inputs.append(list(U[step].unbind(0)))
+                tape.aux.append(list(S[step].unbind(0)))
+            y = y_next
+        return Solution(y, t1, n * stages, tape)
 
 
 class Euler(AbstractFixedStep):
@@ -185,7 +304,9 @@ class RK4(AbstractFixedStep):
     Where the diode states switch inside a step the field is only piecewise smooth: the observed
     order of the state drops to about 2, and that of the parameter gradient (which depends on the
     switching times) to about 1 (tests/circuit/test_adjoint.py). Choose the step count by the
-    gradient error you need, not by habit.
+    gradient error you need, not by habit; for training the ideal circuit,
+    :class:`eads.solve.SwitchingHeun` reaches a given gradient error in about a quarter of the
+    evaluations.
     """
 
     name, order = "rk4", 4

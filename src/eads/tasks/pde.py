@@ -54,8 +54,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import statistics
 import shutil
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
