@@ -309,3 +309,114 @@ def test_masked_mae_loss_ignores_masked_entries():
     assert loss.item() == pytest.approx(1.5)
     loss.backward()
     assert p.grad[1] == 0
+
+
+# ------------------------------------------------------------------ bad input writes nothing
+
+
+def _files(root) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """An empty working folder and cache folder: a failed call must leave both as they were."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EADS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _raises_and_writes_nothing(root, exc, match, fn, *args, **kwargs):
+    before = _files(root)
+    with pytest.raises(exc, match=match) as info:
+        fn(*args, **kwargs)
+    message = str(info.value)
+    assert message.endswith(".") and "\n" not in message, message  # one sentence
+    assert _files(root) == before, "a failed call wrote files"
+
+
+@pytest.mark.parametrize(
+    ("cost", "match"),
+    [("-5.0", r"distance\.csv.*1 NaN, negative.*row 2: -5\.0"), ("nan", r"distance\.csv.*NaN")],
+)
+def test_pems_negative_or_nan_distance_is_rejected(sandbox, cost, match):
+    path = sandbox / "pems08.npz"
+    np.savez(path, data=np.zeros((17856, 170, 3), np.float32))
+    graph = sandbox / "distance.csv"
+    graph.write_text(f"from,to,cost\n0,1,10.0\n1,2,{cost}\n")
+    _raises_and_writes_nothing(
+        sandbox, DataError, match, st.load_pems, "pems08", path, distance_path=graph
+    )
+
+
+@pytest.mark.parametrize(
+    ("distance", "match"),
+    [
+        (np.array([[0.0, np.nan], [1.0, 0.0]]), "1 NaN or negative"),
+        (np.array([[0.0, -1.0], [-1.0, 0.0]]), "2 NaN or negative"),
+        (np.zeros((2, 3)), r"shape \(2, 3\).*square"),
+    ],
+)
+def test_gaussian_kernel_rejects_nan_negative_and_non_square_distances(distance, match):
+    with pytest.raises(DataError, match=match):
+        st.gaussian_kernel_adjacency(distance)
+    # inf means "no edge" and stays allowed: the oracle is the closed form exp(-(d/sigma)^2)
+    w = st.gaussian_kernel_adjacency(np.array([[0.0, 1.0], [np.inf, 0.0]]), sigma=2.0)
+    np.testing.assert_allclose(w, [[0.0, np.exp(-0.25)], [0.0, 0.0]])
+    with pytest.raises(ConfigError, match="sigma=0"):
+        st.gaussian_kernel_adjacency(np.zeros((2, 2)), sigma=0)
+
+
+def test_dataset_of_wrong_rank_or_graph_size_is_rejected(sandbox):
+    good = _toy(np.ones((30, 4, 1)))
+    fields = {k: getattr(good, k) for k in good.__dataclass_fields__}
+    cases = [
+        (dict(values=np.ones((30, 4)), mask=np.ones((30, 4), bool)), r"\(30, 4\) \(rank 2\)"),
+        (dict(mask=np.ones((30, 4, 2), bool)), r"mask shape \(30, 4, 2\)"),
+        (dict(adjacency=np.zeros((5, 5))), r"adjacency has shape \(5, 5\).*4 nodes"),
+        (dict(target_feature=1), "target_feature=1"),
+    ]
+    for change, match in cases:
+        _raises_and_writes_nothing(
+            sandbox, DataError, match, st.SpatioTemporalDataset, **(fields | change)
+        )
+
+
+def test_windows_longer_than_the_series_are_rejected(sandbox):
+    ds = _toy(np.ones((30, 4, 1)))
+    _raises_and_writes_nothing(
+        sandbox,
+        ConfigError,
+        r"history \+ horizon = 31 steps is longer than the 30 steps",
+        st.make_forecast_splits,
+        ds,
+        history=20,
+        horizon=11,
+    )
+    _raises_and_writes_nothing(
+        sandbox, ConfigError, "too short", st.sliding_windows, ds.values, ds.mask, 25, 6, 0
+    )
+    _raises_and_writes_nothing(
+        sandbox,
+        ConfigError,
+        r"values \(30, 4\) and mask",
+        st.sliding_windows,
+        ds.values[..., 0],
+        ds.mask[..., 0],
+        2,
+        2,
+        0,
+    )
+
+
+def test_bad_files_and_unknown_names_write_nothing(sandbox):
+    _raises_and_writes_nothing(sandbox, ConfigError, "sz_taxi", st.load_spatiotemporal, "pems03")
+    _raises_and_writes_nothing(sandbox, ConfigError, "pems08", st.load_pems, "pems07")
+    npz, adj = _sz_files(sandbox, np.ones((40, 156)))  # rank 2
+    _raises_and_writes_nothing(
+        sandbox, DataError, r"speed\.npz.*shape", st.load_sz_taxi, npz, adjacency_path=adj
+    )
+    npz, adj = _sz_files(sandbox, np.ones((40, 156, 1)), adj=np.eye(155))
+    _raises_and_writes_nothing(
+        sandbox, DataError, r"adj\.csv.*\(155, 155\)", st.load_sz_taxi, npz, adjacency_path=adj
+    )

@@ -2,11 +2,25 @@
 
 Written in plain torch with dense adjacency matrices (fine for N <= a few hundred nodes, which
 covers every data set in :mod:`eads.data.spatiotemporal`). Why not a package: the maintained
-implementations (torch-spatiotemporal 0.9.5's ``GraphWaveNetModel``, torch-geometric-temporal
-0.56.2's ``MTGNN``) need ``torch-scatter`` and ``torch-sparse``, which PyPI ships only as source
-archives that must be compiled against the installed torch (several minutes on 2 cores, and a
-C++ toolchain), and neither package has DDGCRN or MegaCRN. Plain torch keeps all four in one
-style with no extra install.
+implementations (torch-spatiotemporal 0.9.5's ``GraphWaveNetModel``, which imports
+``torch_scatter`` at import time, and torch-geometric-temporal 0.56.2's ``MTGNN``) need
+``torch-scatter`` and ``torch-sparse``, which PyPI ships only as source archives that must be
+compiled against the installed torch (several minutes on 2 cores, and a C++ toolchain), and
+neither package has DDGCRN or MegaCRN. Plain torch keeps all four in one style with no extra
+install.
+
+How they are checked instead (``tests/baselines/test_gnn.py``): each model's parameter count at
+its paper's width equals the count its released code implies, less the layers that release
+builds but never uses (worked out layer by layer in the test), and each forward pass and
+gradient equals the release's forward pass, written out in the release's own layout, on the
+same weights. ``benchmarks/bench_gnn.py`` times forward+backward beside the counted FLOPs.
+
+Layout inside the models: Graph WaveNet, MTGNN and MegaCRN compute node-major and channels-last,
+``(N, B, L, C)`` (or ``(N, B, C)`` per step), so that each graph propagation is one GEMM
+``A^T @ x.view(N, -1)`` and each 1x1 or dilated convolution one GEMM over stacked channels or
+taps. The releases' ``(B, C, N, L)`` layout with ``einsum`` and ``Conv2d`` costs a permutation
+copy per propagation and, on CPU, oneDNN's 1x1-convolution backward ran at 2-15 GFLOP/s; the
+outputs are the same up to float rounding (the tests hold them to the releases' to ~1e-6).
 
 Common interface (layout of :mod:`eads.data.spatiotemporal`):
 
@@ -173,30 +187,51 @@ class HistoricalAverage(AbstractGraphForecaster):
 # --------------------------------------------------------------------------------------------
 
 
-def _nconv(x: Tensor, a: Tensor) -> Tensor:
-    """Graph WaveNet's propagation ``x'[.., w, .] = sum_v x[.., v, .] A[v, w]`` on (B, C, N, L)."""
-    if a.ndim == 2:
-        return torch.einsum("bcvl,vw->bcwl", x, a).contiguous()
-    return torch.einsum("bcvl,bvw->bcwl", x, a).contiguous()
+def _propagate(z: Tensor, a: Tensor, add: Tensor | None = None) -> Tensor:
+    """Graph WaveNet's ``nconv`` on the node-major layout: ``z'[w] = sum_v A[v, w] z[v]``.
+
+    ``z`` is ``(N, ...)``, contiguous; the product is one GEMM ``A^T @ z.view(N, -1)`` (no
+    permutation copies); ``add`` (same shape as ``z``) is fused into it as ``add + A^T z``.
+    """
+    flat = z.reshape(z.shape[0], -1)  # (N, M)
+    if add is None:
+        return (a.T @ flat).view(z.shape)
+    return torch.addmm(add.reshape(z.shape[0], -1), a.T, flat).view(z.shape)
+
+
+def _pointwise(x: Tensor, conv: nn.Conv2d, bias: bool = True) -> Tensor:
+    """A 1x1 ``Conv2d`` applied over the last (channel) axis of a channels-last tensor."""
+    return F.linear(x, conv.weight.flatten(1), conv.bias if bias else None)
 
 
 class _DiffusionConv(nn.Module):
-    """``sum_k sum_s P_s^k X W_{k,s}``: concatenate ``[X, P_s X, P_s^2 X, ...]``, then 1x1 conv."""
+    """``Z = sum_s sum_{k=0..K} P_s^k X W_{k,s}`` (Graph WaveNet eq. 7; ``P^0 = I`` once).
+
+    The release concatenates ``[X, P_1 X, P_1^2 X, ...]`` and applies a 1x1 convolution; here the
+    same weights act first and the powers are applied by Horner's rule,
+    ``sum_k P^k (X W_k) = P (X W_1 + P (X W_2 + ...))``, which is the same sum (equal up to float
+    rounding) with the same number of propagations and no concatenated copy. Layout
+    ``(N, B, L, C)``.
+    """
 
     def __init__(self, c_in: int, c_out: int, n_supports: int, order: int, dropout: float):
         super().__init__()
-        self.order = order
+        self.order, self.c_in = order, c_in
         self.mlp = nn.Conv2d((order * n_supports + 1) * c_in, c_out, kernel_size=1)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, supports: list[Tensor]) -> Tensor:
-        out = [x]
+        blocks = self.mlp.weight.flatten(1).split(self.c_in, dim=1)  # (C_out, C_in) each
+        out = F.linear(x, blocks[0], self.mlp.bias)  # (N, B, L, C_out)
+        j = 1
         for a in supports:
-            h = x
-            for _ in range(self.order):
-                h = _nconv(h, a)
-                out.append(h)
-        return self.dropout(self.mlp(torch.cat(out, dim=1)))
+            ys = [F.linear(x, w) for w in blocks[j : j + self.order]]  # ys[k] goes with P^(k+1)
+            j += self.order
+            z = ys[-1]
+            for y in reversed(ys[:-1]):
+                z = _propagate(z, a, add=y)
+            out = _propagate(z, a, add=out)
+        return self.dropout(out)
 
 
 class GraphWaveNet(AbstractGraphForecaster):
@@ -213,9 +248,11 @@ class GraphWaveNet(AbstractGraphForecaster):
     2, node embeddings of size 10, dropout 0.3; the inputs are left-padded to the receptive field
     (13 steps). Trained in the paper with Adam, lr 1e-3, weight decay 1e-4, MAE loss.
 
-    The released code also builds a graph convolution after the last layer's skip branch whose
-    output is never used; it is left out here, so the outputs are the same and every parameter
-    is trained.
+    The released code also builds a graph convolution and batch norm after the last layer's skip
+    branch whose output is never used, and 1x1 residual convolutions that run only when the graph
+    convolution is off; they are left out here, so the outputs are the same and every parameter
+    is trained (at the release's METR-LA width, N = 207 and two input features: 293,688
+    parameters here, 309,400 in the release).
 
     ``adjacency=None`` or ``use_graph=False`` leaves only the adaptive matrix (the paper's
     "adaptive-only" variant); ``adaptive=False`` only the given graph.
@@ -305,24 +342,42 @@ class GraphWaveNet(AbstractGraphForecaster):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        h = x.permute(0, 3, 2, 1)  # (B, F, N, T)
-        if h.shape[-1] < self.receptive_field:
-            h = F.pad(h, (self.receptive_field - h.shape[-1], 0))
-        h = self.start_conv(h)  # (B, C_res, N, L)
+        # Node-major, channels-last layout (N, B, L, C): graph propagation is one GEMM over the
+        # node axis and every convolution one GEMM over the channel axis (see _propagate).
+        h = x.permute(2, 0, 1, 3)  # (N, B, T, F)
+        if h.shape[2] < self.receptive_field:
+            h = F.pad(h, (0, 0, self.receptive_field - h.shape[2], 0))
+        h = _pointwise(h, self.start_conv)  # (N, B, L, C_res)
         supports = self._supports()
         skip = None
-        for i in range(len(self.dilations)):
+        n_layers = len(self.dilations)
+        for i, dilation in enumerate(self.dilations):
             residual = h
-            gated = torch.tanh(self.filter_convs[i](h)) * torch.sigmoid(self.gate_convs[i](h))
-            s = self.skip_convs[i](gated)  # (B, C_skip, N, L_i)
-            skip = s if skip is None else s + skip[..., -s.shape[-1] :]
-            if i == len(self.dilations) - 1:
+            gated = self._gated_tcn(h, i, dilation)  # (N, B, L_i, C_dil)
+            # Only the last time step of the skip sum reaches the output, and the skip
+            # convolutions are 1x1, so only that step is computed (the release computes all).
+            s = _pointwise(gated[:, :, -1], self.skip_convs[i])  # (N, B, C_skip)
+            skip = s if skip is None else s + skip
+            if i == n_layers - 1:
                 break  # the last layer's graph conv would feed nothing (see class docstring)
-            h = self.gconvs[i](gated, supports)
-            h = self.norms[i](h + residual[..., -h.shape[-1] :])
-        out = F.relu(skip[..., -1:])  # (B, C_skip, N, 1)
-        out = self.end_conv_2(F.relu(self.end_conv_1(out)))  # (B, H, N, 1)
-        return out[..., 0]
+            h = self.gconvs[i](gated, supports) + residual[:, :, -gated.shape[2] :]
+            c = h.shape[-1]
+            h = self.norms[i](h.reshape(-1, c, 1, 1)).view(h.shape)  # BatchNorm over N, B, L
+        out = F.relu(_pointwise(F.relu(skip), self.end_conv_1))  # (N, B, C_end)
+        return _pointwise(out, self.end_conv_2).permute(1, 2, 0)  # (B, H, N)
+
+    def _gated_tcn(self, h: Tensor, i: int, dilation: int) -> Tensor:
+        """``tanh(W_f * h) . sigmoid(W_g * h)``, the dilated causal convolutions as one GEMM over
+        the stacked taps ``[h(t), h(t + d), ...]`` (channels-last, time on axis 2)."""
+        filt, gate = self.filter_convs[i], self.gate_convs[i]
+        k = filt.kernel_size[1]
+        length = h.shape[2] - (k - 1) * dilation
+        taps = torch.cat([h[:, :, j * dilation : j * dilation + length] for j in range(k)], -1)
+        weight = torch.cat([filt.weight, gate.weight])[:, :, 0]  # (2 C_dil, C_res, k)
+        weight = weight.permute(0, 2, 1).reshape(weight.shape[0], -1)  # (2 C_dil, k C_res)
+        fg = F.linear(taps, weight, torch.cat([filt.bias, gate.bias]))  # (N, B, L_i, 2 C_dil)
+        f, g = fg.chunk(2, dim=-1)
+        return torch.tanh(f) * torch.sigmoid(g)
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,25 +411,40 @@ class _GraphLearner(nn.Module):
 
 class _MixProp(nn.Module):
     """Mix-hop propagation (eqs. 7-8): ``H_k = b X + (1 - b) A~ H_{k-1}``, then an MLP over the
-    concatenated ``[H_0 .. H_K]`` with ``A~ = D~^-1 (A + I)``."""
+    concatenated ``[H_0 .. H_K]`` with ``A~ = D~^-1 (A + I)``.
+
+    Node-major layout ``(N, B, L, C)``: each hop is one fused GEMM
+    ``addmm(b X, A~, H, alpha=1 - b)`` over the node axis, and the MLP is applied block by block
+    (``sum_k H_k W_k``) instead of on a concatenated copy.
+    """
 
     def __init__(self, c_in: int, c_out: int, depth: int, dropout: float, beta: float):
         super().__init__()
         self.mlp = nn.Conv2d((depth + 1) * c_in, c_out, kernel_size=1)
-        self.depth, self.beta, self.dropout = depth, beta, dropout
+        self.depth, self.beta, self.dropout, self.c_in = depth, beta, dropout, c_in
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         a = adj + torch.eye(adj.shape[0], device=adj.device, dtype=adj.dtype)
         a = a / a.sum(1, keepdim=True)
-        h, out = x, [x]
-        for _ in range(self.depth):
-            h = self.beta * x + (1 - self.beta) * torch.einsum("bcwl,vw->bcvl", h, a)
-            out.append(h)
-        return self.mlp(torch.cat(out, dim=1))
+        n = x.shape[0]
+        blocks = self.mlp.weight.flatten(1).split(self.c_in, dim=1)  # (C_out, C_in) each
+        flat_x = x.reshape(n, -1)  # (N, B L C)
+        h = flat_x
+        out = F.linear(x, blocks[0], self.mlp.bias)  # (N, B, L, C_out)
+        for k in range(1, self.depth + 1):
+            h = torch.addmm(flat_x, a, h, beta=self.beta, alpha=1 - self.beta)  # (N, B L C)
+            out = out + F.linear(h.view(x.shape), blocks[k])
+        return out
 
 
 class _DilatedInception(nn.Module):
-    """Parallel dilated convolutions with kernels (2, 3, 6, 7), cut to the shortest output."""
+    """Parallel dilated convolutions with kernels (2, 3, 6, 7), cut to the shortest output.
+
+    Cut to the last ``L - 6 d`` steps, kernel ``k`` reads the last ``k`` of the seven taps
+    ``x(t), x(t + d), .., x(t + 6 d)``; so the four are one 7-tap convolution whose weight is
+    zero on the taps a kernel does not reach, applied as one GEMM over the stacked taps
+    (:meth:`weight`, channels-last layout, time on axis 2).
+    """
 
     kernels = (2, 3, 6, 7)
 
@@ -386,11 +456,24 @@ class _DilatedInception(nn.Module):
             nn.Conv2d(c_in, c_out // len(self.kernels), (1, k), dilation=(1, dilation))
             for k in self.kernels
         )
+        self.dilation = dilation
 
-    def forward(self, x: Tensor) -> Tensor:
-        outs = [conv(x) for conv in self.convs]
-        length = outs[-1].shape[-1]
-        return torch.cat([o[..., -length:] for o in outs], dim=1)
+    def weight(self) -> tuple[Tensor, Tensor]:
+        """``(C_out, 7 C_in)`` weight over the stacked taps (tap-major), and the bias."""
+        kmax = max(self.kernels)
+        rows = []
+        for conv, k in zip(self.convs, self.kernels, strict=True):
+            w = conv.weight[:, :, 0].permute(0, 2, 1)  # (C_out/4, k, C_in)
+            rows.append(F.pad(w, (0, 0, kmax - k, 0)))  # zero on the first 7 - k taps
+        w = torch.cat(rows)  # (C_out, 7, C_in)
+        return w.reshape(w.shape[0], -1), torch.cat([conv.bias for conv in self.convs])
+
+    @staticmethod
+    def taps(x: Tensor, dilation: int) -> Tensor:
+        """``[x(t), x(t + d), .., x(t + 6 d)]`` stacked on the channel axis of (N, B, L, C)."""
+        kmax = max(_DilatedInception.kernels)
+        length = x.shape[2] - (kmax - 1) * dilation
+        return torch.cat([x[:, :, j * dilation : j * dilation + length] for j in range(kmax)], -1)
 
 
 class MTGNN(AbstractGraphForecaster):
@@ -407,6 +490,9 @@ class MTGNN(AbstractGraphForecaster):
     Adam lr 1e-3, weight decay 1e-4, MAE loss, curriculum over horizon steps (not reproduced).
 
     With ``learn_graph=False`` the given ``adjacency`` is used instead of the learned graph.
+    The release also builds 1x1 residual convolutions that run only without the graph
+    convolution; they are left out (402,284 parameters at its METR-LA width, 405,452 in the
+    release).
     """
 
     def __init__(
@@ -482,34 +568,49 @@ class MTGNN(AbstractGraphForecaster):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        h = x.permute(0, 3, 2, 1)  # (B, F, N, T)
-        if h.shape[-1] < self.seq_len:
-            h = F.pad(h, (self.seq_len - h.shape[-1], 0))
+        # Node-major, channels-last layout (N, B, L, C), as in GraphWaveNet.forward.
+        h = x.permute(2, 0, 1, 3)  # (N, B, T, F)
+        if h.shape[2] < self.seq_len:
+            h = F.pad(h, (0, 0, self.seq_len - h.shape[2], 0))
         adj = self.graph() if self.learn_graph else self.adjacency  # (N, N)
-        skip = self.skip0(F.dropout(h, self.dropout, self.training))  # (B, C_skip, N, 1)
-        h = self.start_conv(h)  # (B, C_res, N, L)
+        skip = _full_time_conv(F.dropout(h, self.dropout, self.training), self.skip0)
+        h = _pointwise(h, self.start_conv)  # (N, B, L, C_res)
         for i in range(len(self.filter_convs)):
             residual = h
-            g = torch.tanh(self.filter_convs[i](h)) * torch.sigmoid(self.gate_convs[i](h))
-            g = F.dropout(g, self.dropout, self.training)  # (B, C_conv, N, L_i)
-            skip = skip + self.skip_convs[i](g)
+            filt, gate = self.filter_convs[i], self.gate_convs[i]
+            (wf, bf), (wg, bg) = filt.weight(), gate.weight()
+            taps = _DilatedInception.taps(h, filt.dilation)  # (N, B, L_i, 7 C_res)
+            fg = F.linear(taps, torch.cat([wf, wg]), torch.cat([bf, bg]))
+            f, g = fg.chunk(2, dim=-1)
+            g = torch.tanh(f) * torch.sigmoid(g)
+            g = F.dropout(g, self.dropout, self.training)  # (N, B, L_i, C_conv)
+            skip = skip + _full_time_conv(g, self.skip_convs[i])  # (N, B, C_skip)
             h = self.gconv1[i](g, adj) + self.gconv2[i](g, adj.T)
-            h = self.norms[i](h + residual[..., -h.shape[-1] :])
-        skip = skip + self.skip_end(h)  # (B, C_skip, N, 1)
-        out = self.end_conv_2(F.relu(self.end_conv_1(F.relu(skip))))  # (B, H, N, 1)
-        return out[..., 0]
+            h = _layer_norm_cnl(h + residual[:, :, -h.shape[2] :], self.norms[i])
+        skip = skip + _full_time_conv(h, self.skip_end)  # (N, B, C_skip)
+        out = _pointwise(F.relu(_pointwise(F.relu(skip), self.end_conv_1)), self.end_conv_2)
+        return out.permute(1, 2, 0)  # (B, H, N)
+
+
+def _full_time_conv(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """A ``(1, L)`` ``Conv2d`` spanning the time axis of (N, B, L, C), as one GEMM: (N, B, C)."""
+    w = conv.weight[:, :, 0].permute(0, 2, 1)  # (C_out, L, C_in), time-major like x
+    return F.linear(x.reshape(*x.shape[:2], -1), w.reshape(w.shape[0], -1), conv.bias)
+
+
+def _layer_norm_cnl(h: Tensor, norm: nn.LayerNorm) -> Tensor:
+    """``nn.LayerNorm([C, N, L])`` of the release, applied to the (N, B, L, C) layout."""
+    var, mean = torch.var_mean(h, dim=(0, 2, 3), unbiased=False, keepdim=True)  # (1, B, 1, 1)
+    out = (h - mean) * torch.rsqrt(var + norm.eps)
+    if norm.elementwise_affine:
+        weight = norm.weight.permute(1, 2, 0).unsqueeze(1)  # (C, N, L) -> (N, 1, L, C)
+        out = out * weight + norm.bias.permute(1, 2, 0).unsqueeze(1)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
 # DDGCRN
 # --------------------------------------------------------------------------------------------
-
-
-def _sym_normalise(a: Tensor) -> Tensor:
-    """``D^-1/2 A D^-1/2`` on (..., N, N); nodes without edges get zero rows (no inf/NaN)."""
-    deg = a.sum(-1)
-    inv = torch.where(deg > 0, deg.clamp_min(1e-12).rsqrt(), torch.zeros_like(deg))
-    return inv.unsqueeze(-1) * a * inv.unsqueeze(-2)
 
 
 class _DynamicGraphConv(nn.Module):
@@ -536,13 +637,28 @@ class _DynamicGraphConv(nn.Module):
             nn.Linear(middle_dim, embed_dim),
         )
 
-    def forward(self, x: Tensor, dyn_emb: Tensor, static_emb: Tensor) -> Tensor:
+    def node_parameters(self, static_emb: Tensor) -> tuple[Tensor, Tensor]:
+        """``W(E) (N, 2, C_in, C_out)`` and ``b(E) (N, C_out)``: fixed over a window, so the
+        recurrences compute them once per forward pass rather than at every step."""
+        weights = torch.einsum("nd,dkio->nkio", static_emb, self.weights_pool)
+        return weights, static_emb @ self.bias_pool
+
+    def forward(
+        self,
+        x: Tensor,
+        dyn_emb: Tensor,
+        static_emb: Tensor,
+        params: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
         # x (B, N, C_in); dyn_emb (B, N, D) or (N, D); static_emb (N, D)
         nodevec = torch.tanh(dyn_emb * self.filter(x))  # (B, N, D)
-        adj = _sym_normalise(F.relu(nodevec @ nodevec.transpose(1, 2)))  # (B, N, N)
-        xg = torch.stack([x, adj @ x], dim=2)  # (B, N, 2, C_in)
-        weights = torch.einsum("nd,dkio->nkio", static_emb, self.weights_pool)  # (N, 2, Ci, Co)
-        bias = static_emb @ self.bias_pool  # (N, C_out)
+        r = F.relu(nodevec @ nodevec.transpose(1, 2))  # (B, N, N)
+        # D^-1/2 R D^-1/2 x as D^-1/2 (R (D^-1/2 x)): the scalings act on (B, N, C) vectors, so
+        # no normalised (B, N, N) copy (and its backward) is made; nodes without edges give 0.
+        deg = r.sum(-1, keepdim=True)  # (B, N, 1)
+        inv = torch.where(deg > 0, deg.clamp_min(1e-12).rsqrt(), torch.zeros_like(deg))
+        xg = torch.stack([x, inv * (r @ (inv * x))], dim=2)  # (B, N, 2, C_in)
+        weights, bias = self.node_parameters(static_emb) if params is None else params
         return torch.einsum("bnki,nkio->bno", xg, weights) + bias
 
 
@@ -555,10 +671,13 @@ class _DDGCRNCell(nn.Module):
         self.gate = _DynamicGraphConv(c_in + hidden, 2 * hidden, embed_dim)
         self.update = _DynamicGraphConv(c_in + hidden, hidden, embed_dim)
 
-    def forward(self, x: Tensor, state: Tensor, dyn_emb: Tensor, static_emb: Tensor) -> Tensor:
-        zr = torch.sigmoid(self.gate(torch.cat([x, state], -1), dyn_emb, static_emb))
+    def forward(
+        self, x: Tensor, state: Tensor, dyn_emb: Tensor, static_emb: Tensor, params=None
+    ) -> Tensor:
+        gate_p, update_p = (None, None) if params is None else params
+        zr = torch.sigmoid(self.gate(torch.cat([x, state], -1), dyn_emb, static_emb, gate_p))
         z, r = zr.split(self.hidden, dim=-1)
-        cand = torch.tanh(self.update(torch.cat([x, z * state], -1), dyn_emb, static_emb))
+        cand = torch.tanh(self.update(torch.cat([x, z * state], -1), dyn_emb, static_emb, update_p))
         return r * state + (1 - r) * cand  # (B, N, hidden)
 
 
@@ -576,17 +695,21 @@ class _DGCRM(nn.Module):
         seq = x
         for cell in self.cells:
             state = x.new_zeros(x.shape[0], x.shape[2], cell.hidden)
+            params = (
+                cell.gate.node_parameters(static_emb),
+                cell.update.node_parameters(static_emb),
+            )
             outs = []
             for t in range(seq.shape[1]):
-                state = cell(seq[:, t], state, dyn_emb[:, t], static_emb)
+                state = cell(seq[:, t], state, dyn_emb[:, t], static_emb, params)
                 outs.append(state)
             seq = torch.stack(outs, dim=1)  # (B, T, N, hidden)
         return seq[:, -1]
 
 
 class DDGCRN(AbstractGraphForecaster):
-    """DDGCRN (Weng, Chen, Wang, Fu, Sun, Pattern Recognition 2023, "A Decomposition Dynamic
-    graph convolutional recurrent network for traffic forecasting").
+    """DDGCRN (Weng, Fan, Wu, Hu, Tian, Zhu, Wu, Pattern Recognition 2023, "A Decomposition
+    Dynamic Graph Convolutional Recurrent Network for Traffic Forecasting").
 
     Two dynamic-graph GRU encoders (DGCRM, :class:`_DDGCRNCell`): the first forecasts the
     horizon and reconstructs the input window ("regular" component); the second reads the
@@ -601,7 +724,10 @@ class DDGCRN(AbstractGraphForecaster):
     ``day_of_week_feature`` likewise (values 0..6); the reconstruction covers the whole history
     window (the release subtracts it from the last ``horizon`` inputs, which needs
     history == horizon); all non-time input features are fed (the release feeds flow only).
-    The given ``adjacency`` is not used (the model learns its graphs).
+    The given ``adjacency`` is not used (the model learns its graphs). The release also holds
+    parameters its forward pass never reads (a plain ``weights`` / ``bias`` in every graph
+    convolution and a second node embedding); they are left out (515,880 parameters at the
+    PEMS04 settings with both time embeddings, 569,254 in the release).
     """
 
     def __init__(
@@ -672,25 +798,47 @@ class DDGCRN(AbstractGraphForecaster):
 # --------------------------------------------------------------------------------------------
 
 
+def _chebyshev_stack(supports: list[Tensor], cheb_k: int) -> Tensor:
+    """``T_1 .. T_{K-1}`` of each support (``T_0 = I``, ``T_1 = A``,
+    ``T_k = 2 A T_{k-1} - T_{k-2}``), stacked support-major as ``(S (K - 1), N, N)``. Fixed
+    over a forward pass, so it is built once there, not in every graph convolution of every
+    step."""
+    terms = []
+    for a in supports:
+        eye = torch.eye(a.shape[0], device=a.device, dtype=a.dtype)
+        ks = [eye, a]
+        for _ in range(2, cheb_k):
+            ks.append(2 * a @ ks[-1] - ks[-2])
+        terms += ks[1:cheb_k]
+    n = supports[0].shape[0]
+    return torch.stack(terms) if terms else supports[0].new_zeros(0, n, n)
+
+
 class _ChebGraphConv(nn.Module):
-    """MegaCRN's AGCN: Chebyshev terms ``T_0 = I, T_1 = A, T_k = 2 A T_{k-1} - T_{k-2}`` of each
-    support, all applied to x, concatenated, one linear map."""
+    """MegaCRN's AGCN: ``[T_k(A_s) x for each support s, k < K] W + b`` with Chebyshev terms
+    ``T_0 = I, T_1 = A, T_k = 2 A T_{k-1} - T_{k-2}`` (the release's weight layout,
+    ``(S K C_in, C_out)``, support-major).
+
+    Node-major layout ``x (N, B, C_in)``: all non-identity terms act in one GEMM
+    ``stack (S (K-1) N, N) @ x (N, B C_in)``; the ``T_0 = I`` term of every support is ``x``
+    itself, so its weight blocks are summed instead of multiplying by the identity.
+    """
 
     def __init__(self, c_in: int, c_out: int, cheb_k: int, n_supports: int):
         super().__init__()
-        self.cheb_k = cheb_k
+        self.cheb_k, self.n_supports, self.c_in = cheb_k, n_supports, c_in
         self.weight = nn.Parameter(torch.empty(n_supports * cheb_k * c_in, c_out))
         self.bias = nn.Parameter(torch.zeros(c_out))
         nn.init.xavier_normal_(self.weight)
 
-    def forward(self, x: Tensor, supports: list[Tensor]) -> Tensor:
-        xs = []
-        for a in supports:
-            terms = [torch.eye(a.shape[0], device=a.device, dtype=a.dtype), a]
-            for _ in range(2, self.cheb_k):
-                terms.append(2 * a @ terms[-1] - terms[-2])
-            xs += [torch.einsum("nm,bmc->bnc", s, x) for s in terms[: self.cheb_k]]
-        return torch.cat(xs, dim=-1) @ self.weight + self.bias  # (B, N, C_out)
+    def forward(self, x: Tensor, stack: Tensor) -> Tensor:
+        n, p = x.shape[0], stack.shape[0]
+        y = (stack.reshape(p * n, n) @ x.reshape(n, -1)).view(p, *x.shape)  # (P, N, B, C_in)
+        w = self.weight.view(self.n_supports, self.cheb_k, self.c_in, -1)
+        c_out = w.shape[-1]
+        w = torch.cat([w[:, 0].sum(0, keepdim=True), w[:, 1:].reshape(p, self.c_in, c_out)])
+        xg = torch.cat([x, *y.unbind(0)], dim=-1)  # (N, B, (P + 1) C_in)
+        return xg @ w.reshape(-1, c_out) + self.bias  # (N, B, C_out)
 
 
 class _GCRUCell(nn.Module):
@@ -700,10 +848,11 @@ class _GCRUCell(nn.Module):
         self.gate = _ChebGraphConv(c_in + hidden, 2 * hidden, cheb_k, n_supports)
         self.update = _ChebGraphConv(c_in + hidden, hidden, cheb_k, n_supports)
 
-    def forward(self, x: Tensor, state: Tensor, supports: list[Tensor]) -> Tensor:
-        zr = torch.sigmoid(self.gate(torch.cat([x, state], -1), supports))
+    def forward(self, x: Tensor, state: Tensor, stack: Tensor) -> Tensor:
+        # x (N, B, C_in), state (N, B, hidden), stack from _chebyshev_stack
+        zr = torch.sigmoid(self.gate(torch.cat([x, state], -1), stack))
         z, r = zr.split(self.hidden, dim=-1)
-        cand = torch.tanh(self.update(torch.cat([x, z * state], -1), supports))
+        cand = torch.tanh(self.update(torch.cat([x, z * state], -1), stack))
         return r * state + (1 - r) * cand
 
 
@@ -724,7 +873,9 @@ class MegaCRN(AbstractGraphForecaster):
     MAE loss.
 
     Differences from the release: no curriculum teacher forcing (``forward(x)`` has no labels)
-    and no future time-of-day covariate in the decoder. The given ``adjacency`` is not used.
+    and no future time-of-day covariate in the decoder (so one decoder input channel fewer:
+    386,457 parameters at METR-LA width, 388,761 in the release). The given ``adjacency`` is
+    not used.
     """
 
     def __init__(
@@ -762,6 +913,7 @@ class MegaCRN(AbstractGraphForecaster):
         )
         self.proj = nn.Linear(dec_hidden, 1)
         self.lambda_contrast, self.lambda_compact = lambda_contrast, lambda_compact
+        self.cheb_k = cheb_k
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
@@ -769,34 +921,36 @@ class MegaCRN(AbstractGraphForecaster):
         e1 = self.w_emb1 @ self.memory  # (N, d)
         e2 = self.w_emb2 @ self.memory
         supports = [F.softmax(F.relu(e1 @ e2.T), dim=-1), F.softmax(F.relu(e2 @ e1.T), dim=-1)]
-        seq = x
+        stack = _chebyshev_stack(supports, self.cheb_k)  # (2 (K - 1), N, N)
+        # Node-major layout (T, N, B, C) so each graph product is one GEMM (_ChebGraphConv).
+        seq = x.permute(1, 2, 0, 3)  # (T, N, B, F)
         for cell in self.encoder:
-            state = x.new_zeros(b, n, cell.hidden)
+            state = x.new_zeros(n, b, cell.hidden)
             outs = []
             for step in range(t):
-                state = cell(seq[:, step], state, supports)
+                state = cell(seq[step], state, stack)
                 outs.append(state)
-            seq = torch.stack(outs, dim=1)  # (B, T, N, hidden)
-        h = seq[:, -1]  # (B, N, hidden)
-        query = h @ self.w_query  # (B, N, d)
-        score = F.softmax(query @ self.memory.T, dim=-1)  # (B, N, m)
-        value = score @ self.memory  # (B, N, d)
+            seq = torch.stack(outs)  # (T, N, B, hidden)
+        h = seq[-1]  # (N, B, hidden)
+        query = h @ self.w_query  # (N, B, d)
+        score = F.softmax(query @ self.memory.T, dim=-1)  # (N, B, m)
+        value = score @ self.memory  # (N, B, d)
         top2 = score.topk(2, dim=-1).indices
-        pos, neg = self.memory[top2[..., 0]], self.memory[top2[..., 1]]  # (B, N, d)
+        pos, neg = self.memory[top2[..., 0]], self.memory[top2[..., 1]]  # (N, B, d)
         contrast = F.triplet_margin_loss(query, pos.detach(), neg.detach(), margin=1.0)
         compact = F.mse_loss(query, pos.detach())
         self._aux_loss = self.lambda_contrast * contrast + self.lambda_compact * compact
-        states = [torch.cat([h, value], dim=-1)] * len(self.decoder)  # (B, N, hidden + d)
-        go = x.new_zeros(b, n, 1)
+        states = [torch.cat([h, value], dim=-1)] * len(self.decoder)  # (N, B, hidden + d)
+        go = x.new_zeros(n, b, 1)
         outs = []
         for _ in range(self.horizon):
             inp = go
             for i, cell in enumerate(self.decoder):
-                states[i] = cell(inp, states[i], supports)
+                states[i] = cell(inp, states[i], stack)
                 inp = states[i]
-            go = self.proj(inp)  # (B, N, 1)
+            go = self.proj(inp)  # (N, B, 1)
             outs.append(go[..., 0])
-        return torch.stack(outs, dim=1)  # (B, H, N)
+        return torch.stack(outs).permute(2, 0, 1)  # (B, H, N)
 
 
 # --------------------------------------------------------------------------------------------

@@ -105,6 +105,30 @@ class SpatioTemporalDataset:
     notes: str = ""
     """Anything else a reader of the results should know (missing data, known quirks)."""
 
+    def __post_init__(self):
+        values, mask, adj = (np.asarray(a) for a in (self.values, self.mask, self.adjacency))
+        if values.ndim != 3:
+            raise DataError(
+                f"Data set {self.name!r}: values have shape {values.shape} (rank {values.ndim}); "
+                "the layout is (time, nodes, features), rank 3."
+            )
+        if mask.shape != values.shape:
+            raise DataError(
+                f"Data set {self.name!r}: mask shape {mask.shape} must equal the values shape "
+                f"{values.shape}."
+            )
+        n = values.shape[1]
+        if adj.shape != (n, n):
+            raise DataError(
+                f"Data set {self.name!r}: adjacency has shape {adj.shape}, but the values have "
+                f"{n} nodes; it must be ({n}, {n})."
+            )
+        if not 0 <= self.target_feature < values.shape[2]:
+            raise DataError(
+                f"Data set {self.name!r}: target_feature={self.target_feature} must index the "
+                f"{values.shape[2]} features."
+            )
+
     @property
     def n_steps(self) -> int:
         return int(self.values.shape[0])
@@ -255,6 +279,17 @@ def gaussian_kernel_adjacency(
     ``distance`` is ``(N, N)`` with ``inf`` where no edge is known; ``sigma`` defaults to the
     standard deviation of the finite off-diagonal distances.
     """
+    distance = np.asarray(distance, dtype=np.float64)
+    if distance.ndim != 2 or distance.shape[0] != distance.shape[1]:
+        raise DataError(f"distance has shape {distance.shape}; it must be a square (N, N) matrix.")
+    if np.isnan(distance).any() or (distance < 0).any():
+        bad = int((np.isnan(distance) | (distance < 0)).sum())
+        raise DataError(
+            f"distance holds {bad} NaN or negative entries; distances must be >= 0, with inf "
+            "where no edge is known."
+        )
+    if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
+        raise ConfigError(f"sigma={sigma!r} must be a positive finite number (or None).")
     finite = np.isfinite(distance)
     off = finite & ~np.eye(distance.shape[0], dtype=bool)
     if sigma is None:
@@ -318,9 +353,16 @@ def load_pems(
             f"Graph file {str(graph_file)!r} names sensor ids from {ids.min()} to {ids.max()}, "
             f"but the data file {str(path)!r} has {n_nodes} nodes (ids 0..{n_nodes - 1})."
         )
+    cost = pd.to_numeric(edges["cost"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~(cost >= 0))  # NaN, negative or non-numeric
+    if bad.size:
+        raise DataError(
+            f"Graph file {str(graph_file)!r} has {bad.size} NaN, negative or non-numeric costs "
+            f"(first on data row {bad[0] + 1}: {edges['cost'].iloc[bad[0]]}); road distances "
+            "must be >= 0."
+        )
     distance = np.full((n_nodes, n_nodes), np.inf)
     np.fill_diagonal(distance, 0.0)
-    cost = edges["cost"].to_numpy(dtype=np.float64)
     distance[ids[:, 0], ids[:, 1]] = cost
     distance[ids[:, 1], ids[:, 0]] = np.minimum(distance[ids[:, 1], ids[:, 0]], cost)
     sigma = float(cost.std()) or 1.0
@@ -605,6 +647,11 @@ def load_texas_covid(
     order = [lookup[_county_key(n)] for n in county_names]
     lon = cent["X (Lat)"].to_numpy(np.float64)[order]  # mislabelled in the source: longitude
     lat = cent["Y (Long)"].to_numpy(np.float64)[order]
+    if not (np.isfinite(lat).all() and np.isfinite(lon).all()):
+        raise DataError(
+            f"Graph file {str(graph_file)!r} has missing or non-finite centroid coordinates; "
+            "every county needs a finite latitude and longitude."
+        )
     distance = _haversine_km(lat, lon)
     weights = gaussian_kernel_adjacency(distance, threshold=0.0)
     k = min(n_neighbours, len(order) - 1)
@@ -787,6 +834,11 @@ def sliding_windows(
     ``b .. b+history-1`` as input and ``b+history .. b+history+horizon-1`` as target. Index a
     batch (``x[idx]``) to get a contiguous copy.
     """
+    if np.ndim(values) != 3 or np.ndim(mask) != 3 or np.shape(mask)[:2] != np.shape(values)[:2]:
+        raise ConfigError(
+            f"values {np.shape(values)} and mask {np.shape(mask)} must both be (time, nodes, "
+            "features) arrays over the same time steps and nodes."
+        )
     n_windows = values.shape[0] - history - horizon + 1
     if n_windows < 1:
         raise ConfigError(
@@ -862,6 +914,11 @@ def make_forecast_splits(
     fractions = protocol.fractions if fractions is None else tuple(fractions)
     if history < 1 or horizon < 1:
         raise ConfigError(f"history={history} and horizon={horizon} must both be >= 1.")
+    if history + horizon > dataset.n_steps:
+        raise ConfigError(
+            f"history + horizon = {history + horizon} steps is longer than the {dataset.n_steps} "
+            f"steps of the {dataset.name} series."
+        )
     ranges = chronological_split(dataset.n_steps, fractions)
     t0, t1 = ranges["train"]
     scaler = fit_zscore(dataset.values[t0:t1], dataset.mask[t0:t1], per_node=per_node_scaling)
