@@ -30,7 +30,7 @@ from eads.learn import (
     fit,
     fit_online,
 )
-from eads.solve import RK4, RK38, Dopri5, Euler, EulerMaruyama, Midpoint
+from eads.solve import RK4, RK38, Dopri5, Euler, EulerMaruyama, Midpoint, SwitchingHeun
 
 __all__ = [
     "EADS",
@@ -50,6 +50,7 @@ __all__ = [
     "HardwareAwareECTrain",
     "MissingExtraError",
     "SpiceError",
+    "SwitchingHeun",
     "ECTrain",
     "Euler",
     "Midpoint",

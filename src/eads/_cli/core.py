@@ -30,7 +30,11 @@ def register(app: typer.Typer) -> None:
         reference_voltage: float | None = typer.Option(
             None, help="The reference node's voltage (state units, default 1)."
         ),
-        solver: str | None = typer.Option(None, help="euler, midpoint, rk4 or dopri5."),
+        solver: str | None = typer.Option(
+            None,
+            help="rk38 (default), switching-heun (fastest EC-Train at equal gradient error), "
+            "euler, midpoint, rk4 or dopri5.",
+        ),
         steps: int | None = typer.Option(None, help="Fixed solver steps over [0, T]."),
         epochs: int | None = typer.Option(None, help="Epoch cap (patience ends most runs first)."),
         batch_size: int | None = typer.Option(None, help="1 = per-sample updates."),
