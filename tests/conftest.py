@@ -61,3 +61,19 @@ def shared_data_or_skip():
         return shared_data_dir()
     except DataError as exc:
         pytest.skip(f"shared data folder not available: {exc}")
+
+
+def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """``eads <args>`` in this process: ``(exit code, stdout, stderr)``."""
+    import sys
+
+    from eads import cli
+
+    monkeypatch.setattr(sys, "argv", ["eads", *map(str, args)])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
-from eads import cli
 from eads.runs import load_checkpoint
 
 RUN_FILES = {
@@ -25,17 +25,6 @@ RUN_FILES = {
     "model.safetensors",
 }
 TINY = ["--hidden", "4", "--epochs", "2", "--quiet"]
-
-
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["eads", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_user_error(code, err, *words):

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import F64, rel_err
-from test_cli import data_csv, run_cli  # noqa: F401  (data_csv is a fixture)
+from conftest import F64, rel_err, run_cli
+from test_cli import data_csv  # noqa: F401  (a fixture)
 
 import eads
 from eads._errors import ConfigError

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 import eads
-from eads import cli
 from eads._errors import ConfigError, DataError, UnstableCircuitError
 from eads.config import RunConfig
 from eads.tasks import select as sel
@@ -311,20 +310,10 @@ def test_select_run_chooses_the_mlp_width_and_lr(tmp_path, data_csv):
 # ----------------------------------------------------------------------------- the CLI
 
 
-def _run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["eads", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return (code, *capsys.readouterr())
-
-
 def test_cli_fit_select_writes_the_chosen_values(tmp_path, data_csv, monkeypatch, capsys):
     run = tmp_path / "run"
     args = ["fit", data_csv, "--select", 3, "--hidden", 4, "--epochs", 3, "--quiet"]
-    code, out, err = _run_cli(monkeypatch, capsys, *args, "--run-dir", run)
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--run-dir", run)
     assert code == 0, err
     assert "selected on validation" in out and "budget of 3" in out
     s = json.loads((run / SELECTION_FILE).read_text())
@@ -338,19 +327,19 @@ def test_cli_fit_select_writes_the_chosen_values(tmp_path, data_csv, monkeypatch
     assert metrics["val"]["mse_standardized"] == pytest.approx(s["val_score"], rel=1e-9)
 
     stamp = (run / SELECTION_FILE).stat().st_mtime_ns
-    code, out, err = _run_cli(monkeypatch, capsys, *args, "--run-dir", run, "--resume")
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--run-dir", run, "--resume")
     assert code == 0, err
     assert (run / SELECTION_FILE).stat().st_mtime_ns == stamp  # reused, nothing retrained
     # --resume without --hidden: the selection's own space (n_hidden fixed at 4), still reused
-    code, out, err = _run_cli(monkeypatch, capsys, *args[:4], "--run-dir", run, "--resume")
+    code, out, err = run_cli(monkeypatch, capsys, *args[:4], "--run-dir", run, "--resume")
     assert code == 0, err
     assert "budget of 3" in out
     assert (run / SELECTION_FILE).stat().st_mtime_ns == stamp
     # without --resume the request's space differs from the selection's: refused
-    code, out, err = _run_cli(monkeypatch, capsys, *args[:4], "--epochs", 3, "--run-dir", run)
+    code, out, err = run_cli(monkeypatch, capsys, *args[:4], "--epochs", 3, "--run-dir", run)
     assert code == 2 and "another space" in err, err
 
-    code, out, err = _run_cli(monkeypatch, capsys, *args[:3], 0, "--run-dir", tmp_path / "x")
+    code, out, err = run_cli(monkeypatch, capsys, *args[:3], 0, "--run-dir", tmp_path / "x")
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
 
 
