@@ -7,9 +7,11 @@ import math
 
 import numpy as np
 import pytest
-from conftest import shared_data_or_skip
+from conftest import run_cli, shared_data_or_skip
 
 from eads import ConfigError
+from eads._errors import DataError
+from eads.data.spatiotemporal import load_custom
 from eads.tasks import spatiotemporal as st
 
 MODELS = ("eads", "npgl", "mtgnn", "historical_average", "last_value")
@@ -154,3 +156,131 @@ def test_npgl_mask_is_symmetric_local_and_has_no_input_couplings():
     assert not mask[idx(4, 0), idx(3, 2)]  # not linked in the graph
     assert not mask[idx(5, 0), idx(0, 0)]  # too far back in time
     assert mask[idx(5, 2), idx(4, 2)]  # output-output, same node
+
+
+# ------------------------------------------------------------------ a user's own data set
+
+CUSTOM_T, CUSTOM_N, CUSTOM_F = 200, 4, 2
+
+
+def _write_custom(folder, values=None, adjacency=None, edges=None, key="flow"):
+    """A small generated set: positive daily-ish waves per node, feature 1 = a scaled copy."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if values is None:
+        t = np.arange(CUSTOM_T)[:, None]
+        phase = np.arange(CUSTOM_N)[None, :]
+        base = 20.0 + 5.0 * np.sin(2 * np.pi * t / 48 + phase)  # (T, N)
+        noise = np.random.default_rng(0).normal(0, 0.3, (CUSTOM_T, CUSTOM_N))
+        values = np.stack([base + noise, 2.0 * base - noise], axis=-1)  # (T, N, F)
+    np.savez(folder / "data.npz", **{key: values})
+    if adjacency is None:
+        ring = np.roll(np.eye(CUSTOM_N), 1, axis=1)
+        adjacency = ring + ring.T
+    np.savetxt(folder / "adj.csv", adjacency, delimiter=",")
+    rows = edges if edges is not None else [(0, 1, 1.0), (1, 2, 2.0), (2, 3, 3.0)]
+    lines = ["from,to,cost", *(f"{a},{b},{c}" for a, b, c in rows)]
+    (folder / "edges.csv").write_text("\n".join(lines) + "\n")
+    return values
+
+
+def test_custom_data_set_runs_the_quick_pipeline_from_the_cli(tmp_path, monkeypatch, capsys):
+    values = _write_custom(tmp_path / "in")
+    run_dir = tmp_path / "run"
+    models = "eads,npgl,graph_wavenet,historical_average,last_value"
+    code, out, err = run_cli(
+        monkeypatch, capsys, "bench", "spatiotemporal", "--quick", "--run-dir", run_dir,
+        "--models", models, "--custom", tmp_path / "in" / "data.npz", "--key", "flow",
+        "--target-feature", 1, "--adjacency", tmp_path / "in" / "adj.csv",
+        "--step-minutes", 30, "--in-steps", 12, "--out-steps", 4,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "custom" in out
+    for name in ("config.json", "results.json", "table.txt", "plots/predictions_custom.png"):
+        assert (run_dir / name).is_file(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["datasets"] == ["custom"]
+    assert config["custom"]["key"] == "flow" and config["custom"]["out_steps"] == 4
+    rows = {r["model"]: r for r in json.loads((run_dir / "results.json").read_text())["rows"]}
+    assert sorted(rows) == sorted(models.split(","))
+    for r in rows.values():
+        assert r["status"] == "ok", r
+        assert math.isfinite(r["mae"]) and len(r["mae_per_step"]) == 4
+    # oracle: last value repeats the target's last history step; test split = steps 160..199,
+    # windows 12 -> 4 built inside it (25 windows, all under the quick cap of 64)
+    target = values[160:, :, 1]
+    errors = [np.abs(target[b + 12 : b + 16] - target[b + 11]).mean() for b in range(40 - 16 + 1)]
+    assert rows["last_value"]["mae"] == pytest.approx(float(np.mean(errors)), rel=1e-4)
+
+
+def test_custom_distance_edge_list_gives_the_gaussian_kernel(tmp_path):
+    _write_custom(tmp_path)
+    data = load_custom(
+        tmp_path / "data.npz", key="flow", distance_path=tmp_path / "edges.csv", step_minutes=5
+    )
+    sigma = np.std([1.0, 2.0, 3.0])
+    expected = np.zeros((CUSTOM_N, CUSTOM_N))
+    for a, b, d in [(0, 1, 1.0), (1, 2, 2.0), (2, 3, 3.0)]:
+        w = np.exp(-((d / sigma) ** 2))
+        expected[a, b] = expected[b, a] = w if w >= 0.1 else 0.0
+    np.testing.assert_allclose(data.adjacency, expected, rtol=1e-6)
+    assert expected[0, 1] > 0 and expected[1, 2] == 0  # the threshold acted
+    assert data.steps_per_day == 288.0 and data.step == "5 min"
+    assert data.values.shape == (CUSTOM_T, CUSTOM_N, CUSTOM_F)
+
+
+def _bad(case, folder):
+    """(CustomData kwargs, files written) for one bad input."""
+    good = dict(key="flow", step_minutes=5, adjacency=str(folder / "adj.csv"))
+    if case == "wrong rank":
+        _write_custom(folder, values=np.ones((CUSTOM_T, CUSTOM_N)))
+    elif case == "adjacency size":
+        _write_custom(folder, adjacency=np.ones((CUSTOM_N + 1, CUSTOM_N + 1)))
+    elif case in ("negative distance", "NaN distance"):
+        cost = -1.0 if case == "negative distance" else "nan"
+        _write_custom(folder, edges=[(0, 1, 1.0), (1, 2, cost)])
+        good = dict(good, adjacency=None, distances=str(folder / "edges.csv"))
+    else:
+        _write_custom(folder)
+    return good | {
+        "missing key": {"key": "speed"},
+        "windows too long": {"in_steps": 150, "out_steps": 60},
+        "target out of range": {"target_feature": CUSTOM_F},
+        "two graphs": {"distances": str(folder / "edges.csv")},
+        "no step": {"step_minutes": 0},
+    }.get(case, {})
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "fragment"),
+    [
+        ("wrong rank", DataError, "(time, nodes, features)"),
+        ("missing key", DataError, "'speed'"),
+        ("adjacency size", DataError, "(5, 5)"),
+        ("negative distance", DataError, "NaN, negative"),
+        ("NaN distance", DataError, "NaN, negative"),
+        ("windows too long", ConfigError, "history + horizon = 210"),
+        ("target out of range", ConfigError, "target_feature=2"),
+        ("two graphs", ConfigError, "exactly one graph"),
+        ("no step", ConfigError, "step_minutes=0"),
+    ],
+)
+def test_bad_custom_inputs_fail_in_one_sentence_before_writing(tmp_path, case, error, fragment):
+    spec = st.CustomData(path=str(tmp_path / "in" / "data.npz"), **_bad(case, tmp_path / "in"))
+    with pytest.raises(error) as info:
+        st.run_benchmark(tmp_path / "run", quick=True, custom=spec, progress=False)
+    message = str(info.value)
+    assert fragment in message
+    assert message.count(". ") == 0 and "\n" not in message  # one sentence
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_custom_without_key_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    _write_custom(tmp_path)
+    code, _, err = run_cli(
+        monkeypatch, capsys, "bench", "spatiotemporal", "--run-dir", tmp_path / "run",
+        "--custom", tmp_path / "data.npz", "--adjacency", tmp_path / "adj.csv",
+        "--step-minutes", 5,
+    )  # fmt: skip
+    assert code != 0
+    assert "--key" in err
+    assert not (tmp_path / "run").exists()

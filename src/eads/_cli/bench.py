@@ -102,10 +102,42 @@ def spatiotemporal(
     models: str | None = typer.Option(None, help="Comma-separated model names."),
     pems04: Path | None = typer.Option(None, help="Path of pems04.npz (key 'data')."),
     pems08: Path | None = typer.Option(None, help="Path of pems08.npz (key 'data')."),
+    custom: Path | None = typer.Option(
+        None, help="Your own data set: an .npz holding a (time, nodes, features) array."
+    ),
+    key: str | None = typer.Option(None, help="--custom: the array's key in the .npz."),
+    target_feature: int = typer.Option(0, help="--custom: index of the forecast feature."),
+    adjacency: Path | None = typer.Option(
+        None, help="--custom: N x N edge-weight CSV (no header)."
+    ),
+    distances: Path | None = typer.Option(
+        None, help="--custom: distance edge list CSV 'from,to,cost' (0-based ids)."
+    ),
+    step_minutes: float | None = typer.Option(None, help="--custom: minutes per time step."),
+    in_steps: int = typer.Option(12, help="--custom: history window (steps)."),
+    out_steps: int = typer.Option(12, help="--custom: forecast horizon (steps)."),
 ):
-    """Spatio-temporal graph forecasting (seed paper Table 1)."""
-    from eads.tasks.spatiotemporal import run_benchmark
+    """Spatio-temporal graph forecasting (seed paper Table 1), or your own data (--custom)."""
+    from eads._errors import ConfigError
+    from eads.tasks.spatiotemporal import CustomData, run_benchmark
 
+    spec = None
+    if custom is not None:
+        if key is None or step_minutes is None:
+            raise ConfigError(
+                f"--custom {custom} also needs --key (the array's name in the .npz) and "
+                "--step-minutes (the sampling interval)."
+            )
+        spec = CustomData(
+            path=str(custom),
+            key=key,
+            step_minutes=step_minutes,
+            target_feature=target_feature,
+            adjacency=None if adjacency is None else str(adjacency),
+            distances=None if distances is None else str(distances),
+            in_steps=in_steps,
+            out_steps=out_steps,
+        )
     d = _run_dir(run_dir, "spatiotemporal")
     typer.echo(
         run_benchmark(
@@ -117,6 +149,7 @@ def spatiotemporal(
             models=models,
             pems04=pems04,
             pems08=pems08,
+            custom=spec,
         )
     )
     typer.echo(f"run directory: {d}")

@@ -31,6 +31,7 @@ path of ``pems04.npz`` / ``pems08.npz`` (ASTGCN/STSGCN release, key ``data``).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -60,6 +61,7 @@ __all__ = [
     "forecast_metrics_report",
     "gaussian_kernel_adjacency",
     "load_beijing_air",
+    "load_custom",
     "load_nyc_taxi",
     "load_pems",
     "load_spatiotemporal",
@@ -222,8 +224,16 @@ def _finish(
     )
 
 
-def _load_npz_array(path: PathLike, key: str, expected: tuple[int | None, ...]) -> np.ndarray:
-    """Read ``np.load(path)[key]`` and check its shape (None in ``expected`` = any length)."""
+def _load_npz_array(
+    path: PathLike,
+    key: str,
+    expected: tuple[int | None, ...],
+    labels: tuple[str, ...] | None = None,
+) -> np.ndarray:
+    """Read ``np.load(path)[key]`` and check its shape (None in ``expected`` = any length).
+
+    ``labels`` names the axes in the error message (default: ``T`` for a free length).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Data file {str(path)!r} does not exist.")
@@ -243,7 +253,8 @@ def _load_npz_array(path: PathLike, key: str, expected: tuple[int | None, ...]) 
         e is None or s == e for s, e in zip(array.shape, expected, strict=True)
     )
     if not shape_ok:
-        want = "(" + ", ".join("T" if e is None else str(e) for e in expected) + ")"
+        names = labels or tuple("T" if e is None else str(e) for e in expected)
+        want = "(" + ", ".join(names) + ")"
         raise DataError(
             f"Data file {str(path)!r}: array {key!r} has shape {array.shape}, expected {want}."
         )
@@ -302,6 +313,55 @@ def gaussian_kernel_adjacency(
     return weights
 
 
+def _edge_list_adjacency(
+    graph_file: PathLike, n_nodes: int, *, data_file: PathLike, kernel_threshold: float
+) -> tuple[np.ndarray, int, float]:
+    """Gaussian-kernel weights from a ``from,to,cost`` distance edge list (0-based node ids).
+
+    ``W_ij = exp(-(d_ij/sigma)^2)`` with sigma = std of the listed costs, weights below
+    ``kernel_threshold`` dropped, made symmetric (each pair is assumed listed once, as in the
+    PEMS files). Returns the ``(N, N)`` weights, the number of listed edges and sigma.
+    """
+    import pandas as pd
+
+    graph_file = Path(graph_file)
+    if not graph_file.is_file():
+        raise DataError(f"Graph file {str(graph_file)!r} does not exist.")
+    edges = pd.read_csv(graph_file)
+    if not {"from", "to", "cost"} <= set(edges.columns):
+        raise DataError(
+            f"Graph file {str(graph_file)!r} has columns {list(edges.columns)}; expected "
+            "'from,to,cost'."
+        )
+    ids = edges[["from", "to"]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    if not (np.isfinite(ids).all() and (ids == np.round(ids)).all()):
+        raise DataError(
+            f"Graph file {str(graph_file)!r} has missing or non-integer node ids in 'from'/'to'; "
+            "ids must be integers 0..N-1."
+        )
+    ids = ids.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_nodes):
+        raise DataError(
+            f"Graph file {str(graph_file)!r} names sensor ids from {ids.min()} to {ids.max()}, "
+            f"but the data file {str(data_file)!r} has {n_nodes} nodes (ids 0..{n_nodes - 1})."
+        )
+    cost = pd.to_numeric(edges["cost"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~(cost >= 0))  # NaN, negative or non-numeric
+    if bad.size:
+        raise DataError(
+            f"Graph file {str(graph_file)!r} has {bad.size} NaN, negative or non-numeric costs "
+            f"(first on data row {bad[0] + 1}: {edges['cost'].iloc[bad[0]]}); road distances "
+            "must be >= 0."
+        )
+    distance = np.full((n_nodes, n_nodes), np.inf)
+    np.fill_diagonal(distance, 0.0)
+    distance[ids[:, 0], ids[:, 1]] = cost
+    distance[ids[:, 1], ids[:, 0]] = np.minimum(distance[ids[:, 1], ids[:, 0]], cost)
+    sigma = float(cost.std()) or 1.0
+    adjacency = gaussian_kernel_adjacency(distance, sigma=sigma, threshold=kernel_threshold)
+    return adjacency, len(cost), sigma
+
+
 # --------------------------------------------------------------------------------------------
 # Loaders
 # --------------------------------------------------------------------------------------------
@@ -338,35 +398,9 @@ def load_pems(
         if distance_path
         else shared_file(f"spatiotemporal/pems/{name}_distance.csv")
     )
-    n_nodes = raw.shape[1]
-    import pandas as pd
-
-    edges = pd.read_csv(graph_file)
-    if not {"from", "to", "cost"} <= set(edges.columns):
-        raise DataError(
-            f"Graph file {str(graph_file)!r} has columns {list(edges.columns)}; expected "
-            "'from,to,cost'."
-        )
-    ids = edges[["from", "to"]].to_numpy()
-    if ids.size and (ids.min() < 0 or ids.max() >= n_nodes):
-        raise DataError(
-            f"Graph file {str(graph_file)!r} names sensor ids from {ids.min()} to {ids.max()}, "
-            f"but the data file {str(path)!r} has {n_nodes} nodes (ids 0..{n_nodes - 1})."
-        )
-    cost = pd.to_numeric(edges["cost"], errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(~(cost >= 0))  # NaN, negative or non-numeric
-    if bad.size:
-        raise DataError(
-            f"Graph file {str(graph_file)!r} has {bad.size} NaN, negative or non-numeric costs "
-            f"(first on data row {bad[0] + 1}: {edges['cost'].iloc[bad[0]]}); road distances "
-            "must be >= 0."
-        )
-    distance = np.full((n_nodes, n_nodes), np.inf)
-    np.fill_diagonal(distance, 0.0)
-    distance[ids[:, 0], ids[:, 1]] = cost
-    distance[ids[:, 1], ids[:, 0]] = np.minimum(distance[ids[:, 1], ids[:, 0]], cost)
-    sigma = float(cost.std()) or 1.0
-    adjacency = gaussian_kernel_adjacency(distance, sigma=sigma, threshold=kernel_threshold)
+    adjacency, n_edges, sigma = _edge_list_adjacency(
+        graph_file, raw.shape[1], data_file=path, kernel_threshold=kernel_threshold
+    )
     return _finish(
         name,
         raw,
@@ -378,7 +412,7 @@ def load_pems(
         feature_names=("flow", "occupancy", "speed"),
         graph_notes=(
             f"Road graph from {graph_file.name}: W_ij = exp(-(d_ij/sigma)^2), sigma = std of the "
-            f"{len(cost)} listed distances ({sigma:.1f}), weights < {kernel_threshold} dropped, "
+            f"{n_edges} listed distances ({sigma:.1f}), weights < {kernel_threshold} dropped, "
             "symmetric, zero diagonal (DCRNN's Gaussian kernel)."
         ),
         sources=(str(path), str(graph_file)),
@@ -679,6 +713,82 @@ def load_texas_covid(
             f"Daily new cases = first difference of cumulative counts from {dates[0].date()}, "
             "negatives clipped to 0 (first day dropped). Many small counties report 0 most days."
         ),
+    )
+
+
+def load_custom(
+    path: PathLike,
+    *,
+    key: str,
+    target_feature: int = 0,
+    adjacency_path: PathLike | None = None,
+    distance_path: PathLike | None = None,
+    step_minutes: float,
+    kernel_threshold: float = 0.1,
+    name: str = "custom",
+) -> SpatioTemporalDataset:
+    """A user's own data set: an ``.npz`` array ``(time, nodes, features)`` and one graph file.
+
+    ``path[key]`` holds the series (NaN = missing, read as unobserved); ``target_feature``
+    indexes its feature axis. The graph is exactly one of
+
+    * ``adjacency_path``: a plain numeric ``N x N`` CSV (no header) of edge weights >= 0, used
+      as given (directed if not symmetric; the diagonal is zeroed);
+    * ``distance_path``: a ``from,to,cost`` edge list with a header (0-based node ids, cost a
+      distance >= 0), turned into ``W_ij = exp(-(d_ij/sigma)^2)``, sigma = std of the listed
+      costs, weights below ``kernel_threshold`` dropped, symmetric -- as :func:`load_pems`.
+
+    ``step_minutes`` is the sampling interval (``steps_per_day = 1440 / step_minutes``). Every
+    check of the built-in loaders applies (missing key, rank, graph size, negative or NaN
+    weights and distances, a node whose target is never observed). Not for irregularly sampled
+    series (one fixed step is assumed) or a graph that changes over time (one static graph).
+    """
+    data_file = Path(path)
+    if not (isinstance(step_minutes, int | float) and math.isfinite(step_minutes)):
+        raise ConfigError(f"step_minutes={step_minutes!r} must be a positive number of minutes.")
+    if step_minutes <= 0:
+        raise ConfigError(f"step_minutes={step_minutes!r} must be a positive number of minutes.")
+    if (adjacency_path is None) == (distance_path is None):
+        raise ConfigError(
+            f"Data set {name!r} needs exactly one graph: an adjacency CSV or a distance edge list "
+            f"(got adjacency_path={adjacency_path!r}, distance_path={distance_path!r})."
+        )
+    raw = _load_npz_array(data_file, key, (None, None, None), labels=("time", "nodes", "features"))
+    n_features = raw.shape[2]
+    if isinstance(target_feature, bool) or not isinstance(target_feature, int | np.integer):
+        raise ConfigError(f"target_feature={target_feature!r} must be an integer feature index.")
+    if not 0 <= target_feature < n_features:
+        raise ConfigError(
+            f"target_feature={target_feature} is out of range: {str(data_file)!r} array {key!r} "
+            f"has {n_features} feature(s) (indices 0..{n_features - 1})."
+        )
+    if adjacency_path is not None:
+        graph_file = Path(adjacency_path)
+        adjacency = _read_square_csv(graph_file, header=False)
+        graph_notes = f"Edge weights from {graph_file.name}, as given (zero diagonal)."
+    else:
+        graph_file = Path(distance_path)
+        adjacency, n_edges, sigma = _edge_list_adjacency(
+            graph_file, raw.shape[1], data_file=data_file, kernel_threshold=kernel_threshold
+        )
+        graph_notes = (
+            f"Distance graph from {graph_file.name}: W_ij = exp(-(d_ij/sigma)^2), sigma = std of "
+            f"the {n_edges} listed distances ({sigma:.3g}), weights < {kernel_threshold} "
+            "dropped, symmetric, zero diagonal."
+        )
+    return _finish(
+        name,
+        raw,
+        adjacency,
+        data_file=data_file,
+        graph_file=graph_file,
+        target_feature=int(target_feature),
+        step=f"{step_minutes:g} min",
+        steps_per_day=1440.0 / float(step_minutes),
+        feature_names=tuple(f"{key}[{i}]" for i in range(n_features)),
+        graph_notes=graph_notes,
+        sources=(str(data_file), str(graph_file)),
+        notes="A user-supplied data set (load_custom).",
     )
 
 

@@ -249,15 +249,78 @@ def _select_datasets(datasets, quick: bool, pems: dict[str, Path | None]):
 # --------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=2)
-def _splits(dataset: str, path: str | None, steps: int | None):
-    """The dataset and its protocol splits (cached: cells of one data set share them)."""
-    from eads.data.spatiotemporal import load_spatiotemporal, make_forecast_splits
+CUSTOM = "custom"
+"""The data set name of a user's own data (:class:`CustomData`)."""
 
-    data = load_spatiotemporal(dataset, path)
+
+@dataclass(frozen=True)
+class CustomData:
+    """A user's own data set, run under the name ``custom`` (see ``docs/spatiotemporal.md``).
+
+    Read by :func:`eads.data.spatiotemporal.load_custom`: ``path[key]`` is the ``(time, nodes,
+    features)`` series, ``target_feature`` the forecast feature, and exactly one of
+    ``adjacency`` (an ``N x N`` weight CSV, no header) or ``distances`` (a ``from,to,cost`` edge
+    list) the graph. ``in_steps -> out_steps`` are the window lengths in steps of
+    ``step_minutes``; the split is the standard chronological 6:2:2. The whole spec travels in
+    each cell's params, so the cell ids depend on it (and on the absolute file paths).
+    """
+
+    path: str
+    key: str
+    step_minutes: float
+    target_feature: int = 0
+    adjacency: str | None = None
+    distances: str | None = None
+    in_steps: int = 12
+    out_steps: int = 12
+
+    def resolved(self) -> CustomData:
+        """The same spec with absolute file paths (cells may run in another directory)."""
+
+        def absolute(p):
+            return None if p is None else str(Path(p).expanduser().resolve())
+
+        return replace(
+            self,
+            path=absolute(self.path),
+            adjacency=absolute(self.adjacency),
+            distances=absolute(self.distances),
+        )
+
+
+def _custom_key(custom: CustomData | dict | None) -> tuple | None:
+    """A hashable form of a custom spec (for the :func:`_splits` cache)."""
+    if custom is None:
+        return None
+    spec = asdict(custom) if isinstance(custom, CustomData) else dict(custom)
+    return tuple(sorted(spec.items()))
+
+
+@functools.lru_cache(maxsize=2)
+def _splits(dataset: str, path: str | None, steps: int | None, custom: tuple | None = None):
+    """The dataset and its protocol splits (cached: cells of one data set share them).
+
+    ``custom``: the sorted items of a :class:`CustomData` spec, for ``dataset == "custom"``.
+    """
+    from eads.data.spatiotemporal import load_custom, load_spatiotemporal, make_forecast_splits
+
+    windows = {}
+    if dataset == CUSTOM:
+        spec = CustomData(**dict(custom or ()))
+        data = load_custom(
+            spec.path,
+            key=spec.key,
+            target_feature=spec.target_feature,
+            adjacency_path=spec.adjacency,
+            distance_path=spec.distances,
+            step_minutes=spec.step_minutes,
+        )
+        windows = {"history": spec.in_steps, "horizon": spec.out_steps}
+    else:
+        data = load_spatiotemporal(dataset, path)
     if steps is not None and steps < data.n_steps:
         data = replace(data, values=data.values[:steps], mask=data.mask[:steps])
-    return data, make_forecast_splits(data)
+    return data, make_forecast_splits(data, **windows)
 
 
 def _subset(n: int, cap: int) -> np.ndarray:
@@ -589,7 +652,9 @@ def _run_cell(cell: Cell, run_dir: Path) -> dict:
     p = cell.params
     torch.set_num_threads(int(p.get("threads", 1)))
     budget = Budget(**p["budget"])
-    data, splits = _splits(cell.dataset, p.get("path"), p.get("steps"))
+    data, splits = _splits(
+        cell.dataset, p.get("path"), p.get("steps"), _custom_key(p.get("custom"))
+    )
     quick, progress = bool(p.get("quick")), bool(p.get("progress", False))
     selection = None
     if cell.model == "eads" and budget.select_trials > 0 and budget.max_epochs > 0:
@@ -652,6 +717,7 @@ def run_benchmark(
     models: str | Sequence[str] | None = None,
     pems04: str | Path | None = None,
     pems08: str | Path | None = None,
+    custom: CustomData | None = None,
     seeds: Sequence[int] = (0,),
     max_epochs: int | None = None,
     max_train_s: float | None = None,
@@ -666,18 +732,31 @@ def run_benchmark(
     ``quick``: the first ``quick_steps`` steps of each series (default data set: beijing_pm25),
     tiny GNN widths and :data:`QUICK_BUDGETS`. ``max_epochs`` / ``max_train_s`` override every
     model's caps (for tests). ``threads``: torch threads per cell. Rerunning into the same
-    directory skips the finished cells.
+    directory skips the finished cells. ``custom``: a user's own data set (:class:`CustomData`),
+    run as ``custom`` after the named ones (alone when ``datasets`` is not given); it is loaded
+    and windowed before anything is written, so a bad file or window fails first.
     """
     from eads.runs import RunDir
 
     pems = {"pems04": Path(pems04) if pems04 else None, "pems08": Path(pems08) if pems08 else None}
-    names, skipped = _select_datasets(datasets, quick, pems)
+    if custom is not None and datasets is None:
+        names, skipped = [], {}
+    else:
+        names, skipped = _select_datasets(datasets, quick, pems)
     model_names = _parse_names(models, MODEL_NAMES, "models", MODEL_NAMES)
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ConfigError("seeds=() must name at least one seed.")
     if quick_steps < 100:
         raise ConfigError(f"quick_steps={quick_steps} must be at least 100.")
+    custom_params = None
+    if custom is not None:
+        if not isinstance(custom, CustomData):
+            raise ConfigError(f"custom={custom!r} must be a CustomData spec.")
+        custom_params = asdict(custom.resolved())
+        # load and window it now: every bad input fails before the run directory exists
+        _splits(CUSTOM, None, quick_steps if quick else None, _custom_key(custom_params))
+        names.append(CUSTOM)
     budgets = QUICK_BUDGETS if quick else BUDGETS
     resolved = {}
     for m in model_names:
@@ -699,6 +778,7 @@ def run_benchmark(
                 "path": str(pems[d]) if d in PEMS else None,
                 "budget": asdict(resolved[m]),
                 "threads": threads,
+                **({"custom": custom_params} if d == CUSTOM else {}),
             },
         )
         for d in names
@@ -720,6 +800,7 @@ def run_benchmark(
         "quick_steps": quick_steps if quick else None,
         "threads_per_cell": threads,
         "executor": executor,
+        **({"custom": custom_params} if custom_params else {}),
     }
     RunDir.create(run_dir, config, seed=seeds[0])
     t0 = time.perf_counter()
@@ -737,6 +818,7 @@ __all__ = [
     "MODEL_NAMES",
     "QUICK_BUDGETS",
     "Budget",
+    "CustomData",
     "format_markdown",
     "format_table",
     "npgl_mask",
