@@ -198,6 +198,7 @@ def test_cosine_follows_its_closed_form():
         ("none", {}),
         ("plateau", {"schedule_patience": 1}),
         ("cosine", {"patience": 0}),
+        ("step", {"schedule_step": 3}),
     ],
 )
 def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path, schedule, extra):
@@ -227,6 +228,8 @@ def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path, schedule, extra):
     if schedule != "none":  # the lr changed after the cut, so the schedule's state mattered
         assert len(set(h_full.lr[5:])) > 1
         assert h_full.lr[5:] != [h_full.lr[5]] * 7
+    if schedule == "step":  # it lowered the lr twice after the cut (epochs 6, 9)
+        assert len(set(h_full.lr[5:])) == 3
 
 
 def test_a_checkpoint_without_schedule_state_still_loads(tmp_path):
