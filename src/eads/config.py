@@ -110,6 +110,11 @@ class TrainConfig:
     #: epoch (an epoch is never cut short); None: no limit. A run that reaches it records
     #: ``stop_reason = "wall_time"`` and depends on the machine's speed
     max_time_s: float | None = None
+    #: relative improvement an epoch needs to count as better, for patience, the plateau
+    #: schedule and the kept parameters alike: loss < best - threshold * |best| (torch's
+    #: ReduceLROnPlateau ``threshold_mode="rel"`` for a loss >= 0), in [0, 1); 0: any lower loss
+    #: counts. A loss that creeps down by ever smaller steps never lets patience stop a run at 0
+    improvement_threshold: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -135,6 +140,11 @@ class TrainConfig:
         value = self.schedule_step
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"train.schedule_step must be a positive integer, got {value!r}.")
+        if not 0 <= self.improvement_threshold < 1:
+            raise ConfigError(
+                "train.improvement_threshold must be in [0, 1), got "
+                f"{self.improvement_threshold!r}."
+            )
         if not 0 <= self.min_lr_ratio < 1:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1), got {self.min_lr_ratio!r}.")
         if self.max_time_s is not None and not self.max_time_s > 0:

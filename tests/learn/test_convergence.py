@@ -62,7 +62,7 @@ def _cfg(**kw):
     return TrainConfig(**{**base, **kw})
 
 
-def _replay_plateau(losses, lr0, factor, patience, lr_min):
+def _replay_plateau(losses, lr0, factor, patience, lr_min, threshold=0.0):
     """ReduceLROnPlateau's rule, written out: the lr each epoch should train with, given the
     losses it watched. An epoch is bad unless its loss is strictly below the best so far;
     after ``patience + 1`` bad epochs in a row the lr is multiplied by ``factor`` (floored at
@@ -70,7 +70,7 @@ def _replay_plateau(losses, lr0, factor, patience, lr_min):
     lrs, lr, best, bad = [], lr0, math.inf, 0
     for loss in losses:
         lrs.append(lr)
-        if loss < best:
+        if loss < best * (1 - threshold):  # losses >= 0: torch's "rel" mode
             best, bad = loss, 0
         else:
             bad += 1
@@ -93,6 +93,24 @@ def test_patience_stops_a_run_whose_validation_loss_stalls():
     assert hist.epochs_run - 1 - hist.best_epoch == 4
     assert hist.best_val == min(hist.val_loss) == hist.val_loss[hist.best_epoch]
     assert len(hist.lr) == len(hist.train_loss) == len(hist.val_loss) == hist.epochs_run
+
+
+def test_an_improvement_threshold_counts_only_relative_gains_for_patience_and_plateau():
+    """A loss that creeps down: with a 5 % threshold, patience counts from the last epoch that
+    beat the best by 5 %, and the plateau schedule sees the same epochs (replayed rule)."""
+    cfg = _cfg(epochs=60, patience=6, schedule_patience=2, improvement_threshold=0.05)
+    _, hist = _fit(cfg, val=False)  # the training loss falls steadily, by ever smaller steps
+    best, best_epoch = math.inf, -1
+    for epoch, loss in enumerate(hist.train_loss):
+        if loss < best * 0.95:
+            best, best_epoch = loss, epoch
+    assert hist.best_epoch == best_epoch and hist.best_val == best
+    assert hist.stop_reason == "patience" and hist.epochs_run - 1 - best_epoch == 6
+    assert hist.lr == _replay_plateau(hist.train_loss, 2e-2, 0.5, 2, 2e-5, threshold=0.05)
+    # smaller gains were made after the best epoch: without the threshold they would count
+    assert min(hist.train_loss[best_epoch + 1 :]) < best
+    with pytest.raises(ConfigError, match="improvement_threshold"):
+        TrainConfig(improvement_threshold=1.0)
 
 
 def test_the_epoch_cap_stops_a_run_with_huge_patience():

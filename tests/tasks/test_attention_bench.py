@@ -147,3 +147,39 @@ def test_standardised_map_undoes_the_scaling():
     f = at.StandardisedMap(model, xm, xs, ym, ys)
     x = torch.tensor([[3.0, 6.0]])
     assert torch.allclose(f(x), torch.tensor([[13.0, -0.5]]))
+
+
+def test_layer_resumed_scores_equal_full_forwards_and_intervals_are_written(
+    quick_run, tmp_path, monkeypatch
+):
+    """The run resumes each layer from its hidden states (LayerwiseLambada); the same run with
+    that path switched off scores every passage from the tokens: the NLLs must agree."""
+    import eads.baselines.lm as lm_mod
+
+    run_dir, _, lm, passages = quick_run
+    monkeypatch.setattr(lm_mod, "layerwise_supported", lambda model: False)
+    full_dir = tmp_path / "full"
+    at.run_benchmark(full_dir, quick=True, lm=lm, passages=passages, progress=False, **TINY)
+
+    def nll(d):
+        out = {}
+        for p in (d / "cells").glob("*.json"):
+            r = json.loads(p.read_text())
+            out[(r["cell"]["model"], r["cell"]["params"].get("layer"))] = r["lambada"]["word_nll"]
+        return out
+
+    resumed, full = nll(run_dir), nll(full_dir)
+    assert resumed.keys() == full.keys() and len(resumed) == 5
+    for key in resumed:
+        assert resumed[key] == pytest.approx(full[key], abs=2e-4), key
+    cells = [json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")]
+    assert all(c["cpu_time_s"] > 0 for c in cells)
+    iv = json.loads((run_dir / "intervals.json").read_text())
+    assert iv["n_passages"] == 6 and set(iv["layers"]) == {"0", "1"}
+    for key, figures in iv["cells"].items():
+        row = next(r for r in cells if f"{r['cell']['model']}_{r.get('layer')}" == key)
+        ppl = math.exp(sum(row["lambada"]["word_nll"]) / 6)
+        assert figures["ppl"]["lo"] <= figures["ppl"]["value"] <= figures["ppl"]["hi"]
+        assert figures["ppl"]["value"] == pytest.approx(ppl, rel=1e-4)
+    assert iv["overall"]["n_layers"] == 2
+    assert "NP-GL - EADS" in (run_dir / "results.md").read_text()

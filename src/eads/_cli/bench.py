@@ -168,7 +168,9 @@ def attention(
     models: str | None = typer.Option(None, help="Comma-separated: eads,npgl,mean."),
     n_eval: int | None = typer.Option(None, help="LAMBADA evaluation passages."),
     n_train: int | None = typer.Option(None, help="LAMBADA passages for training pairs."),
-    epochs: int | None = typer.Option(None, help="Training epochs per layer."),
+    epochs: int | None = typer.Option(None, help="EADS epoch cap per layer (patience ends runs)."),
+    window: int | None = typer.Option(None, help="Tokens each EADS kernel sees (default 4)."),
+    max_pairs: int | None = typer.Option(None, help="Training pairs per layer (default 20000)."),
 ):
     """Attention kernels replaced by EADS: LAMBADA perplexity per layer (seed paper Table 3)."""
     from eads.tasks.attention import run_benchmark
@@ -176,7 +178,13 @@ def attention(
     d = _run_dir(run_dir, "attention")
     overrides = {
         k: v
-        for k, v in {"n_eval": n_eval, "n_train": n_train, "epochs": epochs}.items()
+        for k, v in {
+            "n_eval": n_eval,
+            "n_train": n_train,
+            "epochs": epochs,
+            "window": window,
+            "max_tokens_per_layer": max_pairs,
+        }.items()
         if v is not None
     }
     typer.echo(

@@ -108,8 +108,8 @@ def schedule_kind(config: TrainConfig) -> str:
 def make_scheduler(opt: torch.optim.Optimizer, config: TrainConfig):
     """torch's scheduler for ``config.schedule`` (None when the learning rate stays constant).
 
-    "plateau" counts an epoch as better only when its loss is strictly lower, as patience does
-    (``threshold = 0``), so both watch the same sequence of improvements.
+    "plateau" counts an epoch as better exactly when patience does (:func:`improved`: relative
+    ``threshold = config.improvement_threshold``), so both watch the same improvements.
     """
     kind = schedule_kind(config)
     lr_min = config.min_lr_ratio * config.lr
@@ -119,7 +119,8 @@ def make_scheduler(opt: torch.optim.Optimizer, config: TrainConfig):
             mode="min",
             factor=config.schedule_factor,
             patience=config.schedule_patience,
-            threshold=0.0,
+            threshold=config.improvement_threshold,
+            threshold_mode="rel",
             min_lr=lr_min,
         )
     if kind == "cosine":
@@ -304,7 +305,7 @@ def fit(
             current = history.val_loss[-1]
         else:
             current = history.train_loss[-1]
-        if current < history.best_val:
+        if improved(current, history.best_val, config.improvement_threshold):
             history.best_val, history.best_epoch = current, epoch
             best = _snapshot(model)
         elif config.patience and epoch - history.best_epoch >= config.patience:
@@ -332,6 +333,14 @@ def fit(
         )
     model.load_state_dict(best)
     return history
+
+
+def improved(current: float, best: float, threshold: float = 0.0) -> bool:
+    """Whether ``current`` beats ``best`` by the relative ``threshold``:
+    ``current < best - threshold * |best|`` (any finite loss beats ``best = inf``)."""
+    if not math.isfinite(best):
+        return current < best
+    return current < best - threshold * abs(best)
 
 
 def _stop_reason(history: History, config: TrainConfig) -> str:

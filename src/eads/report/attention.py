@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from eads.bench.bootstrap import LEVEL, N_BOOT, paired_bootstrap
 from eads.bench.budget import CAP_MARK, CAP_NOTE, STOP_LABELS, stop_mark
 from eads.bench.tables import fmt, markdown_table, write_csv, write_json, write_text
 
@@ -94,6 +95,94 @@ def rows_of(results: list[dict]) -> list[dict]:
     return rows
 
 
+def _key(model: str, layer: int | None) -> str:
+    return model if layer is None else f"{model}_{layer}"
+
+
+def intervals_of(results: list[dict], *, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """Paired bootstrap 95 % intervals of every perplexity and perplexity difference.
+
+    Every cell scored the same evaluation passages, in the same order, and kept each passage's
+    last-word NLL; one set of ``n_boot`` passage resamples (:func:`eads.bench.bootstrap.
+    paired_bootstrap`) serves every figure, so a difference's interval is the paired one.
+    Figures (perplexity = ``exp(mean NLL)``):
+
+    * ``cells[<model>_<layer>]``: ``ppl`` and ``dppl`` (minus the original's perplexity);
+    * ``layers[<layer>]``: ``npgl_minus_eads``, ``eads_minus_mean``, ``npgl_minus_mean``
+      (where both cells exist);
+    * ``overall``: over the layers where EADS and NP-GL both ran, the mean ``dppl`` of each
+      kernel and the mean ``npgl_minus_eads`` (the seed paper's "NP-GL about 1.49 points
+      worse than EADS on average"), and the number of those layers.
+
+    Cells with another passage count than the original's are left out (and listed in
+    ``skipped``). Returns ``{}`` when the original's cell is missing.
+    """
+    ok = [r for r in results if r.get("status") == "ok" and r.get("lambada", {}).get("word_nll")]
+    orig = next((r for r in ok if r["cell"]["model"] == "original"), None)
+    if orig is None:
+        return {}
+    n = len(orig["lambada"]["word_nll"])
+    rows, skipped = {"original": np.asarray(orig["lambada"]["word_nll"])}, []
+    for r in ok:
+        model, layer = r["cell"]["model"], r["cell"]["params"].get("layer")
+        if model == "original":
+            continue
+        if len(r["lambada"]["word_nll"]) != n:
+            skipped.append(_key(model, layer))
+            continue
+        rows[_key(model, layer)] = np.asarray(r["lambada"]["word_nll"])
+    stats: dict = {}
+    for key in rows:
+        if key == "original":
+            stats["original.ppl"] = lambda m: np.exp(m["original"])
+            continue
+        stats[f"{key}.ppl"] = lambda m, k=key: np.exp(m[k])
+        stats[f"{key}.dppl"] = lambda m, k=key: np.exp(m[k]) - np.exp(m["original"])
+    layers = sorted({int(k.rsplit("_", 1)[1]) for k in rows if k != "original"})
+    pairs = (("npgl", "eads"), ("eads", "mean"), ("npgl", "mean"))
+    for layer in layers:
+        for a, b in pairs:
+            ka, kb = _key(a, layer), _key(b, layer)
+            if ka in rows and kb in rows:
+                stats[f"L{layer}.{a}_minus_{b}"] = lambda m, x=ka, y=kb: np.exp(m[x]) - np.exp(m[y])
+    both = [
+        layer for layer in layers if _key("eads", layer) in rows and _key("npgl", layer) in rows
+    ]
+    if both:
+
+        def avg(m, model):
+            return sum(np.exp(m[_key(model, la)]) for la in both) / len(both) - np.exp(
+                m["original"]
+            )
+
+        stats["overall.eads_dppl"] = lambda m: avg(m, "eads")
+        stats["overall.npgl_dppl"] = lambda m: avg(m, "npgl")
+        stats["overall.npgl_minus_eads"] = lambda m: avg(m, "npgl") - avg(m, "eads")
+    boot = paired_bootstrap(rows, stats, n_boot=n_boot, seed=seed)
+    out: dict = {
+        "n_passages": n, "n_boot": n_boot, "seed": seed, "level": LEVEL, "cells": {},
+        "layers": {}, "overall": {"n_layers": len(both), "layers": both}, "skipped": skipped,
+    }  # fmt: skip
+    for name, value in boot.items():
+        group, figure = name.split(".", 1)
+        if group == "original":
+            out["original"] = {figure: value}
+        elif group == "overall":
+            out["overall"][figure] = value
+        elif group.startswith("L") and group[1:].isdigit():
+            out["layers"].setdefault(group[1:], {})[figure] = value
+        else:
+            out["cells"].setdefault(group, {})[figure] = value
+    return out
+
+
+def _ci(d: dict | None, spec: str) -> str:
+    """``"v [lo, hi]"`` of an interval record, or "-"."""
+    if not d:
+        return "-"
+    return f"{fmt(d['value'], spec)} [{fmt(d['lo'], spec)}, {fmt(d['hi'], spec)}]"
+
+
 def format_table(rows: list[dict]) -> str:
     """The text table ``run_benchmark`` returns (and writes to ``table.txt``)."""
     head = (
@@ -144,20 +233,31 @@ def plot_results(run_dir: str | Path) -> list[Path]:
     out_dir = run_dir / "plots"
     out_dir.mkdir(exist_ok=True)
     written = []
+    iv_path = run_dir / "intervals.json"
+    cells_iv = json.loads(iv_path.read_text()).get("cells", {}) if iv_path.exists() else {}
     if models and orig is not None:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
         for m in models:
             rs = sorted((r for r in ok if r["model"] == m), key=lambda r: r["layer"])
             layers = [r["layer"] for r in rs]
-            axes[0].plot(layers, [r["ppl_ratio"] for r in rs], "o-", label=MODEL_LABELS[m])
-            axes[1].plot(layers, [r["accuracy"] for r in rs], "o-", label=MODEL_LABELS[m])
+            ratio = np.array([r["ppl_ratio"] for r in rs])
+            ivs = [cells_iv.get(_key(m, r["layer"]), {}).get("ppl") for r in rs]
+            if all(ivs):  # the interval of the perplexity, drawn on the ratio's scale
+                lo = ratio - np.array([v["lo"] for v in ivs]) / orig["perplexity"]
+                hi = np.array([v["hi"] for v in ivs]) / orig["perplexity"] - ratio
+                axes[0].errorbar(layers, ratio, yerr=[lo, hi], fmt="o-", ms=3, capsize=2,
+                                 label=MODEL_LABELS[m])  # fmt: skip
+            else:
+                axes[0].plot(layers, ratio, "o-", label=MODEL_LABELS[m])
+            axes[1].plot(layers, [r["accuracy"] for r in rs], "o-", ms=3, label=MODEL_LABELS[m])
         axes[0].axhline(1.0, color="k", lw=0.8, ls="--", label="original")
         axes[1].axhline(orig["accuracy"], color="k", lw=0.8, ls="--", label="original")
         axes[0].set_yscale("log")
         axes[0].set_ylabel("perplexity / original", fontsize=8)
         axes[1].set_ylabel("last-word accuracy", fontsize=8)
         axes[0].set_title(
-            f"LAMBADA perplexity, one layer replaced (original {orig['perplexity']:.1f})",
+            f"LAMBADA perplexity, one layer replaced (original {orig['perplexity']:.1f}; "
+            "bars: paired bootstrap 95 %)",
             fontsize=9,
         )
         axes[1].set_title("LAMBADA last-word accuracy, one layer replaced", fontsize=9)
@@ -209,29 +309,76 @@ def plot_results(run_dir: str | Path) -> list[Path]:
     return written
 
 
-def format_markdown(rows: list[dict]) -> str:
-    """The per-layer table in Markdown; a kernel that a cap stopped is marked :data:`CAP_MARK`."""
+def format_markdown(rows: list[dict], intervals: dict | None = None) -> str:
+    """The per-layer table in Markdown; a kernel that a cap stopped is marked :data:`CAP_MARK`.
+
+    With ``intervals`` (:func:`intervals_of`) the perplexity and its difference to the original
+    carry their paired bootstrap 95 % intervals, and a second table compares the kernels per
+    layer (NP-GL minus EADS, each minus the constant output) and on average.
+    """
+    cells = (intervals or {}).get("cells", {})
     body = []
     for r in rows:
         layer = "-" if r["layer"] is None else str(r["layer"])
         label = MODEL_LABELS.get(r["model"], r["model"])
         if r.get("status") != "ok":
-            body.append([layer, label, "failed", "", "", "", ""])
+            body.append([layer, label, "failed"] + [""] * (6 if intervals else 4))
             continue
         mark = CAP_MARK if r["model"] != "original" and stop_mark(r.get("stopped_by")) else ""
-        body.append(
-            [
-                layer,
-                label,
-                fmt(r.get("perplexity"), ".2f") + mark,
-                fmt(r.get("ppl_ratio"), ".2f"),
-                fmt(r.get("accuracy"), ".3f"),
-                fmt(r.get("kernel_val_r2"), ".3f"),
-                fmt(r.get("train_time_s"), ".1f"),
-            ]
-        )
+        ci = cells.get(_key(r["model"], r["layer"]), {})
+        if r["model"] == "original" and intervals:
+            ci = {"ppl": intervals.get("original", {}).get("ppl")}
+        ppl = _ci(ci.get("ppl"), ".2f") if intervals else fmt(r.get("perplexity"), ".2f")
+        row = [layer, label, ppl + mark]
+        if intervals:
+            row.append(_ci(ci.get("dppl"), "+.2f") if r["model"] != "original" else "-")
+        row += [
+            fmt(r.get("ppl_ratio"), ".2f"),
+            fmt(r.get("accuracy"), ".3f"),
+            fmt(r.get("kernel_val_r2"), ".3f"),
+            fmt(r.get("train_time_s"), ".1f"),
+        ]
+        if intervals:
+            row.append(r.get("stopped_by") or "-")
+        body.append(row)
     head = ["layer", "model", "perplexity", "x original", "accuracy", "kernel R2", "train s"]
-    return markdown_table(head, body, align="rlrrrrr") + "\n\n" + CAP_NOTE
+    align = "rlrrrrr"
+    if intervals:
+        head = head[:3] + ["d perplexity"] + head[3:] + ["stopped by"]
+        align = "rlrrrrrrl"
+    text = markdown_table(head, body, align=align) + "\n\n" + CAP_NOTE
+    if intervals:
+        text += "\n\n" + _comparison_markdown(intervals)
+    return text
+
+
+def _comparison_markdown(intervals: dict) -> str:
+    """Per-layer and average kernel differences with their intervals (perplexity points)."""
+    body = [
+        [
+            layer,
+            _ci(v.get("npgl_minus_eads"), "+.2f"),
+            _ci(v.get("eads_minus_mean"), "+.2f"),
+            _ci(v.get("npgl_minus_mean"), "+.2f"),
+        ]
+        for layer, v in sorted(intervals["layers"].items(), key=lambda kv: int(kv[0]))
+    ]
+    o = intervals["overall"]
+    if o.get("n_layers"):
+        body.append([f"mean of {o['n_layers']} layers", _ci(o.get("npgl_minus_eads"), "+.2f"),
+                     "-", "-"])  # fmt: skip
+    head = ["layer", "NP-GL - EADS", "EADS - mean output", "NP-GL - mean output"]
+    note = (
+        f"Perplexity points, with paired bootstrap {100 * intervals['level']:.0f} % intervals "
+        f"({intervals['n_boot']} resamples of the {intervals['n_passages']} evaluation passages, "
+        "the same resamples for every kernel). A positive NP-GL - EADS: EADS is better."
+    )
+    if o.get("n_layers"):
+        note += (
+            f" Mean degradation over those layers: EADS {_ci(o.get('eads_dppl'), '+.2f')}, "
+            f"NP-GL {_ci(o.get('npgl_dppl'), '+.2f')}."
+        )
+    return markdown_table(head, body, align="rrrr") + "\n\n" + note
 
 
 def summary_table(summary: str | Path | dict[str, Any]) -> str:
@@ -251,7 +398,9 @@ def write_report(
     write_json(run_dir / "results.json", {"rows": rows, "wall_s_this_call": wall_s})
     write_csv(run_dir / "results.csv", rows, CSV_FIELDS)
     write_text(run_dir / "table.txt", table)
-    write_text(run_dir / "results.md", format_markdown(rows))
+    intervals = intervals_of(results)
+    write_json(run_dir / "intervals.json", intervals)
+    write_text(run_dir / "results.md", format_markdown(rows, intervals or None))
     summary_config = {k: v for k, v in config.items() if k != "split"}
     summary_config["split"] = {k: v for k, v in config["split"].items() if k != "train_index"}
     timings = {
@@ -270,6 +419,7 @@ def write_report(
             "config": summary_config,
             "meta": json.loads((run_dir / "meta.json").read_text()),
             "rows": rows,
+            "intervals": intervals,
             "timings": timings,
             "wall_s_this_call": wall_s,
         },

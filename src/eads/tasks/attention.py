@@ -45,6 +45,7 @@ config, split, rows, timings; the file committed under ``benchmarks/results/atte
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -84,6 +85,10 @@ NPGL_WINDOW = 1
 EADS_HIDDEN = 128
 MAX_POSITIONS = 1024
 """Scale of the position feature ``p_t`` (capture and replacement use the same)."""
+CAPTURE_GROUP = 5
+"""Layers whose training pairs are captured in one pass and held together (memory: about
+``CAPTURE_GROUP * max_tokens_per_layer * (window + 1) * d * 4`` bytes, 1.2 GB for SmolLM2 at
+20,000 pairs). A layer's sample does not depend on the group it was captured with."""
 
 
 _POSITIVE_INTS = (
@@ -97,24 +102,31 @@ _POSITIVE_INTS = (
 class AttentionSettings:
     """Sizes and budgets of one benchmark run (the same for every layer and model)."""
 
-    n_eval: int = 100
+    n_eval: int = 1000
     """LAMBADA passages scored (the evaluation part of the split)."""
-    n_train: int = 200
+    n_train: int = 1000
     """LAMBADA passages whose forward passes supply the kernel training pairs (disjoint)."""
     split_seed: int = 0
     """Seed of :func:`eads.baselines.lm.split_passages` (one permutation; eval part first)."""
     window: int = WINDOW
     hidden: int = EADS_HIDDEN
-    max_tokens_per_layer: int = 6000
-    """Training pairs kept per layer: a seeded uniform sample of the training passages' tokens."""
+    max_tokens_per_layer: int = 20000
+    """Training pairs kept per layer: a seeded uniform sample of the training passages' tokens
+    (1,000 passages hold about 82,000)."""
     val_every_nth_text: int = 10
     """Pairs of every n-th training passage form the validation set of early stopping."""
-    epochs: int = 20
+    epochs: int = 300
+    """EADS's epoch cap (patience ends the runs well before it; a run it ends is marked)."""
     batch_size: int = 64
     lr: float = 1e-3
     """Adam's learning rate for EADS (EC-Train gradients) and NP-GL (likelihood gradients)."""
-    patience: int = 4
-    npgl_epochs: int = 20
+    patience: int = 10
+    """Epochs without a validation MSE ``improvement_threshold`` below the best before a kernel's
+    training stops (the plateau schedule halves the lr after 5)."""
+    improvement_threshold: float = 1e-3
+    """Relative gain an epoch needs to count as better (``TrainConfig.improvement_threshold``):
+    without it NP-GL's validation loss creeps down by ever smaller steps to the cap."""
+    npgl_epochs: int = 300
     npgl_lr: float = 3e-3
     eval_batch_size: int = 8
     latency_passages: int = 4
@@ -138,6 +150,10 @@ class AttentionSettings:
         for name in ("lr", "npgl_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be positive.")
+        if not 0 <= self.improvement_threshold < 1:
+            raise ConfigError(
+                f"improvement_threshold={self.improvement_threshold!r} must be in [0, 1)."
+            )
 
 
 FULL = AttentionSettings()
@@ -148,6 +164,7 @@ QUICK = AttentionSettings(
     epochs=3,
     npgl_epochs=3,
     patience=2,
+    improvement_threshold=0.0,
     latency_passages=2,
     hardware_probe=16,
 )
@@ -172,10 +189,12 @@ class _Context:
         self._lm = lm
         self._split = None
         self._captures: dict | None = None
+        self._evaluator = None
+        self._checked = False
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.update(_split=None, _captures=None)
+        state.update(_split=None, _captures=None, _evaluator=None, _checked=False)
         if self._given_lm is None:
             state["_lm"] = None
         return state
@@ -211,7 +230,9 @@ class _Context:
 
             model, tokenizer = self.lm
             s = self.settings
-            todo = sorted(set(self.layers) | {layer})
+            later = [la for la in sorted(set(self.layers) | {layer}) if la >= layer]
+            todo = later[:CAPTURE_GROUP]  # replaces the group held before
+            self._captures = None
             log.info("capturing layers %s on %d passages", todo, len(self.split.train))
             self._captures = capture_attention(
                 model,
@@ -224,6 +245,39 @@ class _Context:
                 seed=s.seed,
             )
         return self._captures[layer]
+
+    def score(self, layer: int | None = None, kernel=None):
+        """LAMBADA figures on the evaluation passages with ``kernel`` in place of ``layer``'s
+        attention (``None``: the original model). Llama-family models are resumed from the
+        hidden states entering ``layer`` (:class:`eads.baselines.lm.LayerwiseLambada`, checked
+        once per run against a full forward); others are scored from the tokens."""
+        from eads.baselines.lm import (
+            LayerwiseLambada,
+            lambada_perplexity,
+            layerwise_supported,
+            replace_attention,
+        )
+
+        model, tokenizer = self.lm
+        s = self.settings
+        if self._evaluator is None and layerwise_supported(model):
+            self._evaluator = LayerwiseLambada(
+                model, tokenizer, self.split.eval, batch_size=s.eval_batch_size
+            )
+        ev = self._evaluator
+        with contextlib.ExitStack() as stack:
+            if ev is not None and layer is not None:
+                ev.advance_to(layer)  # through the original blocks, before the replacement
+                if not self._checked:
+                    ev.check()
+                    self._checked = True
+            if kernel is not None:
+                stack.enter_context(replace_attention(model, layer, kernel))
+            if ev is not None:
+                return ev.score()
+            return lambada_perplexity(
+                model, tokenizer, self.split.eval, batch_size=s.eval_batch_size
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,7 +375,10 @@ def _fit_kernel(name: str, capture, s: AttentionSettings) -> tuple[nn.Module, di
         model = NPGL(x_sel.shape[1], d, seed=s.seed)
         trainer, epochs, lr = ConditionalLikelihood(), s.npgl_epochs, s.npgl_lr
     budget = Budget(epochs=epochs, lr_grid=(lr,), batch_size=s.batch_size, patience=s.patience)
-    config = budget.train_config(trainer.name, seed=s.seed)
+    config = replace(
+        budget.train_config(trainer.name, seed=s.seed),
+        improvement_threshold=s.improvement_threshold,
+    )
     history = fit(model, trainer, (xz[tr], yz[tr]), (xz[va], yz[va]), config, progress=False)
     kernel = StandardisedMap(model, x_mean, x_std, y_mean, y_std, columns)
     with torch.no_grad():
@@ -436,7 +493,7 @@ def _lambada_record(result) -> dict:
 
 
 def _run_cell(ctx: _Context, cell: Cell, run_dir: Path) -> dict:
-    from eads.baselines.lm import WindowedKernel, lambada_perplexity, replace_attention
+    from eads.baselines.lm import WindowedKernel, replace_attention
     from eads.runs import device_description
 
     s = AttentionSettings(**cell.params["settings"])
@@ -444,10 +501,11 @@ def _run_cell(ctx: _Context, cell: Cell, run_dir: Path) -> dict:
     model, tokenizer = ctx.lm
     passages = ctx.split.eval
     out: dict[str, Any] = {"device": device_description("cpu"), "torch_threads": s.threads}
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     if cell.model == "original":
-        res = lambada_perplexity(model, tokenizer, passages, batch_size=s.eval_batch_size)
+        res = ctx.score()
         out.update(lambada=_lambada_record(res), eval_time_s=time.perf_counter() - t0)
+        out["cpu_time_s"] = time.process_time() - cpu0
         return out
     layer = int(cell.params["layer"])
     capture = ctx.capture(layer)
@@ -459,10 +517,10 @@ def _run_cell(ctx: _Context, cell: Cell, run_dir: Path) -> dict:
     kernel = WindowedKernel(vector_fn, window, max_positions=MAX_POSITIONS)
     timed = passages[: s.latency_passages]
     attn_s, n_tok = attention_seconds_per_token(model, tokenizer, timed, layer)
-    t1 = time.perf_counter()
     with replace_attention(model, layer, kernel):
         kernel_s, _ = attention_seconds_per_token(model, tokenizer, timed, layer)
-        res = lambada_perplexity(model, tokenizer, passages, batch_size=s.eval_batch_size)
+    t1 = time.perf_counter()
+    res = ctx.score(layer, kernel)
     out.update(
         layer=layer,
         lambada=_lambada_record(res),
@@ -473,6 +531,7 @@ def _run_cell(ctx: _Context, cell: Cell, run_dir: Path) -> dict:
             "tokens_timed": n_tok,
         },
         eval_time_s=time.perf_counter() - t1,
+        cpu_time_s=time.process_time() - cpu0,
         capture={"tokens_seen": capture.tokens_seen, "pairs": int(capture.inputs.shape[0])},
         window=s.window if cell.model == "eads" else NPGL_WINDOW,
     )
