@@ -25,6 +25,7 @@ from eads.bench.tables import (
     fmt_mean_std,
     group_rows,
     markdown_table,
+    mean_std,
     write_csv,
     write_json,
     write_text,
@@ -266,13 +267,17 @@ def plot_runs(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list[Path]
         fig, axes = plt.subplots(1, len(dsets), figsize=(5 * len(dsets), 3.5), squeeze=False)
         for ax, dataset in zip(axes[0], dsets, strict=True):
             for m in MODELS:
-                pts = sorted(
-                    (r["resolution"], r["test_rel_l2"])
-                    for r in ok
-                    if r["dataset"] == dataset and r["model"] == m
+                pts = sorted(  # (resolution, mean, sample std) over the seeds
+                    (key[1], *mean_std([r["test_rel_l2"] for r in rs]), len(rs))
+                    for key, rs in groups.items()
+                    if key[0] == dataset and key[2] == m
                 )
                 if pts:
-                    ax.plot(*zip(*pts, strict=True), "o-", color=colors[m], label=m)
+                    xs, mu, sd, n = zip(*pts, strict=True)
+                    count = f"{min(n)}-{max(n)}" if min(n) != max(n) else f"{n[0]}"
+                    seeds = f" ({count} seeds)"
+                    ax.errorbar(xs, mu, yerr=sd, fmt="o-", ms=3, capsize=3, color=colors[m],
+                                label=m + seeds)  # fmt: skip
             for style, name in zip(("k--", "k:"), ("mean(u0)", "fit-split mean"), strict=True):
                 pts = sorted(
                     (r["resolution"], r["test_rel_l2"])
