@@ -6,12 +6,15 @@ import csv
 import dataclasses
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 import eads
 from eads._errors import ConfigError
+from eads.bench.cells import Cell, read_cell, run_cells
 from eads.tasks import pde
 from eads.tasks.pde import PDEBenchmarkConfig, build_cells, npgl_local_mask, run_benchmark
 
@@ -229,9 +232,8 @@ def test_a_cell_killed_mid_training_resumes_from_its_checkpoint(tmp_path, model,
     """A cell's training writes a checkpoint after every epoch: stopped after 2 epochs (the cap),
     the same candidate resumed under a cap of 4 ends with the parameters of a straight 4-epoch
     run, bit for bit (the oracle: the uninterrupted run)."""
-    import dataclasses
-
-    from eads.tasks.pde import QUICK_BUDGETS, _train_one
+    from eads.bench.training import train_one
+    from eads.tasks.pde import QUICK_BUDGETS, _build
 
     g = torch.Generator().manual_seed(0)
     data_t = tuple(torch.randn(24, 16, generator=g) for _ in range(4))
@@ -244,16 +246,105 @@ def test_a_cell_killed_mid_training_resumes_from_its_checkpoint(tmp_path, model,
         "loss_and_gradients",
         lambda self, *a: steps.append(1) or real(self, *a),
     )
+
+    def train(budget, ckpt=None):
+        return train_one(_build(model, 1, 16, budget, 0), data_t, budget, 1e-3, 0, eads.fit, ckpt)
+
     ckpt = tmp_path / "partial" / "lr.ckpt"
-    _, h2, _, _ = _train_one(model, 1, 16, 16, short, 1e-3, 0, data_t, ckpt)
-    assert h2.epochs_run == 2 and ckpt.is_file()
+    assert train(short, ckpt).history.epochs_run == 2 and ckpt.is_file()
     first = len(steps)
-    resumed, h4, _, _ = _train_one(model, 1, 16, 16, long, 1e-3, 0, data_t, ckpt)
+    resumed = train(long, ckpt)
     assert len(steps) == 2 * first  # it trained epochs 2 and 3 only: it did resume
-    straight, h, _, _ = _train_one(model, 1, 16, 16, long, 1e-3, 0, data_t)
-    assert h4.epochs_run == h.epochs_run == 4 and h4.val_loss == h.val_loss
+    straight = train(long)
+    assert resumed.history.epochs_run == straight.history.epochs_run == 4
+    assert resumed.history.val_loss == straight.history.val_loss
     for (name, p), q in zip(
-        resumed.state_dict().items(), straight.state_dict().values(), strict=True
+        resumed.module.state_dict().items(), straight.module.state_dict().values(), strict=True
     ):
         if torch.is_tensor(p):
             assert torch.equal(p, q), name
+
+
+@pytest.mark.parametrize("model", pde.MODELS)
+def test_the_trained_modules_keep_the_checkpoints_parameter_names(model):
+    """A killed cell resumes from ``partial/<cell>/lr<lr>.ckpt``, whose ``model.*`` tensors are
+    the trained module's ``state_dict``: the circuits' own names (the loop trains the circuit
+    inside the grid adapter), the bare operator's names under ``inner.`` for the wrapped FCN and
+    FNO, the bare names for NN and GNO. The oracle: the bare models built alike."""
+    from eads.baselines.operators import build_operator
+    from eads.bench.adapters import FlatFunction
+    from eads.tasks.pde import QUICK_BUDGETS, _build
+
+    budget = QUICK_BUDGETS[model]
+    dim = 2 if model == "fcn" else 1
+    built = _build(model, dim, 8, budget, 0)
+    if model in ("eads", "eads_backprop", "npgl"):
+        assert isinstance(built.module, FlatFunction)
+        bare = (
+            eads.EADS(8, pde.EADS_HIDDEN, 8) if model != "npgl" else eads.NPGL(8, 8)
+        ).state_dict()
+        assert list(built.module.inner.state_dict()) == list(bare)
+        return
+    bare = [
+        k
+        for k, v in build_operator(model, dim, 8, **budget.hyperparameters).state_dict().items()
+        if torch.is_tensor(v)
+    ]
+    prefix = "inner." if model in ("fcn", "fno") else ""
+    assert list(built.module.state_dict()) == [prefix + k for k in bare]
+
+
+# ----------------------------------------------------------------------------- committed runs
+
+COMMITTED = sorted(
+    p.parent
+    for p in (Path(__file__).resolve().parents[2] / "benchmarks/results/pde").glob("*/config.json")
+)
+
+
+def _listed(run_dir: Path) -> dict[str, Cell]:
+    config = json.loads((run_dir / "config.json").read_text())
+    return {Cell(**c).id: Cell(**c) for c in config["cells"]}
+
+
+@pytest.mark.parametrize("run_dir", COMMITTED, ids=[p.name for p in COMMITTED])
+def test_committed_cell_files_are_the_ids_of_the_cells_their_run_lists(run_dir, tmp_path):
+    """Every committed ``cells/<id>.json`` is named by the id today's :class:`Cell` gives a cell
+    its run's config.json lists, and the executor takes each as done (it would recompute one it
+    does not recognise: the function here fails the test instead). The oracle: the file names
+    the code that ran them wrote."""
+    listed = _listed(run_dir)
+    files = sorted((run_dir / "cells").glob("*.json"))
+    assert files
+    for path in files:
+        assert path.stem in listed, f"{path.name} is no cell of {run_dir.name}/config.json"
+        result = read_cell(path, listed[path.stem])
+        assert result is not None and result["status"] == "ok", path.name
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir / "cells", copy / "cells")
+
+    def recompute(cell, _run_dir):
+        raise AssertionError(f"cell {cell.id} was not taken as done")
+
+    done = [listed[p.stem] for p in files]
+    results = run_cells(done, recompute, copy, progress=False)
+    assert [r["id"] for r in results] == [c.id for c in done]
+
+
+def test_todays_grid_rebuilds_the_released_run_cell_for_cell():
+    """The released-setting run (still growing: a background run keeps adding cells) lists
+    cells that today's :func:`build_cells` makes again with the same ids, so its finished cells
+    stay finished and its unfinished ones resume; each committed cell file is one of them."""
+    run_dir = next(p for p in COMMITTED if p.name == "released")
+    config = json.loads((run_dir / "config.json").read_text())
+    data = PDEBenchmarkConfig(**config["data"])
+    listed = _listed(run_dir)
+    groups: dict[tuple, list[int]] = {}
+    for c in listed.values():
+        groups.setdefault((c.dataset, c.params["resolution"], c.model), []).append(c.seed)
+    rebuilt = set()
+    for (dataset, res, model), seeds in groups.items():
+        cells = build_cells(dataset, model, str(res), data=data, seeds=seeds)
+        rebuilt |= {c.id for c in cells}
+    assert rebuilt == set(listed)
+    assert {p.stem for p in (run_dir / "cells").glob("*.json")} <= rebuilt

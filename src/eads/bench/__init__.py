@@ -6,10 +6,18 @@
   epoch and wall-time caps are recorded and marked when they end a cell), mapped onto
   :class:`eads.config.TrainConfig`;
 * :mod:`eads.bench.metrics` -- the error metrics and their conventions;
-* :mod:`eads.bench.tables` -- rows to CSV, JSON and Markdown (atomic writes).
+* :mod:`eads.bench.tables` -- rows to CSV, JSON and Markdown (atomic writes);
+* :mod:`eads.bench.suite` -- a suite's names, seeds and budgets checked, and its run directory's
+  ``config.json`` listing every cell of a resumed or extended run;
+* :mod:`eads.bench.adapters` -- the point-wise standardiser and the module adapters (a circuit
+  on flattened functions, BatchNorm's mode by grad, a tensor-only ``state_dict``);
+* :mod:`eads.bench.training` -- one model trained to its budget through the training loop
+  (passed in), per learning rate, checkpointed every epoch so a killed cell continues; a
+  validation search's choice as a candidate; latency timing and the predictions file.
 
-Floor 1 (docs/ARCHITECTURE.md): it imports only ``_errors``, ``_io`` and ``config``, so the
-reports (``eads.report``, floor 2) and the suites (``eads.tasks``, floor 4) both build on it.
+Floor 1 (docs/ARCHITECTURE.md): it imports only ``_errors``, ``_io``, ``config`` and ``runs``
+(and torch), never ``learn/`` or anything above, so the reports (``eads.report``, floor 2) and
+the suites (``eads.tasks``, floor 4) both build on it.
 """
 
 from eads.bench.budget import CAP_MARK, STOP_REASONS, Budget, stop_mark, stop_reason_of
