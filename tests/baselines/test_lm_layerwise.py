@@ -24,7 +24,9 @@ from transformers import (  # noqa: E402
 from eads._errors import ConfigError  # noqa: E402
 from eads.baselines import lm  # noqa: E402
 
-WORDS = "[UNK] [PAD] the cat sat on mat dog ran to a big red house and then it was . she saw".split()
+WORDS = (
+    "[UNK] [PAD] the cat sat on mat dog ran to a big red house and then it was . she saw".split()
+)
 PASSAGES = [
     "the cat sat on the mat and then it ran to a house",
     "she saw a big red dog",

@@ -1,9 +1,15 @@
-"""The spatio-temporal benchmark pipeline: a tiny quick run, resume, bad names, the claims."""
+"""The spatio-temporal benchmark pipeline: a tiny quick run, resume and extension cell by cell,
+the runner script, bad names and inputs, the claims."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +17,7 @@ from conftest import run_cli, shared_data_or_skip
 
 from eads import ConfigError
 from eads._errors import DataError
+from eads.bench.budget import CAP_MARK
 from eads.data.spatiotemporal import load_custom
 from eads.tasks import spatiotemporal as st
 
@@ -51,8 +58,33 @@ def test_quick_run_writes_the_run_directory(quick_run):
     meta = json.loads((run_dir / "meta.json").read_text())
     assert {"seed", "revision", "device"} <= set(meta)
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["budgets"]["eads"]["max_epochs"] == 1
+    assert config["budgets"]["eads"]["epochs"] == 1
+    assert config["budgets"]["eads"]["max_time_s"] == 2.0  # a quick run's wall cap, marked
+    assert config["budgets"]["last_value"] is None  # no training, no budget
+    assert config["widths"] == "tiny" and config["seeds"] == [0]
+    assert config["protocols"]["beijing_pm25"] == asdict(st.QUICK_PROTOCOL)
     assert "pems04" not in config["datasets"]
+
+
+def test_quick_cells_record_the_stop_and_the_tables_mark_the_capped_ones(quick_run):
+    run_dir, _ = quick_run
+    cells = {
+        json.loads(p.read_text())["cell"]["model"]: json.loads(p.read_text())
+        for p in (run_dir / "cells").glob("*.json")
+    }
+    for model in ("npgl", "mtgnn"):  # one epoch of the cap: the cap ends them
+        tr = cells[model]["training"]
+        assert tr["stop_reason"] == "epoch_cap" and tr["epochs"] == 1.0
+        assert [round(c[3]) for c in tr["val_curve"]] == [1]  # validated once, at epoch 1
+    assert cells["last_value"]["training"]["stop_reason"] == "none"
+    assert math.isfinite(cells["last_value"]["training"]["best_val_mae"])  # the curves' scale
+    assert cells["mtgnn"]["metrics"]["mape_tolerance"] == 1e-4
+    assert cells["mtgnn"]["metrics"]["units"] == "ug/m3"
+    assert cells["eads"]["reference_node"] is True and cells["npgl"]["reference_node"] is True
+    md = (run_dir / "results.md").read_text()
+    lines = [ln for ln in md.splitlines() if ln.startswith("| ")]
+    marked = {ln.split("|")[2].strip() for ln in lines if CAP_MARK in ln}
+    assert marked == {"EADS", "NP-GL", "MTGNN"}  # HA and last value never are
 
 
 def test_quick_run_table_has_every_model_with_finite_metrics(quick_run):
@@ -284,3 +316,139 @@ def test_cli_custom_without_key_is_a_one_line_error(tmp_path, monkeypatch, capsy
     assert code != 0
     assert "--key" in err
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------ the convergence protocol
+
+
+def test_a_run_extended_cell_by_cell_keeps_every_cell_in_its_table(quick_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(quick_run[0], run_dir)
+    st.run_benchmark(
+        run_dir,
+        quick=True,
+        datasets="beijing_pm25",
+        models="historical_average",
+        seeds=(1,),
+        quick_steps=300,
+        progress=False,
+        plots=False,
+    )
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["models"] == list(MODELS)  # the suite's order, not the order of the calls
+    assert config["seeds"] == [0, 1]
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    assert len(rows) == len(MODELS) + 1
+    ha = [r for r in rows if r["model"] == "historical_average"]
+    assert [r["seed"] for r in ha] == [0, 1] and ha[0]["mae"] == ha[1]["mae"]  # no training
+    with pytest.raises(ConfigError, match="quick=True"):
+        st.run_benchmark(run_dir, datasets="beijing_pm25", models="last_value", progress=False)
+
+
+def test_full_budgets_stop_on_patience_with_no_wall_cap_at_paper_widths():
+    for name in st.TRAINED:
+        b = st.FULL_BUDGETS[name]
+        assert b.max_time_s is None and b.patience > 0 and b.epochs >= 10 * b.patience, name
+    assert st.FULL_BUDGETS["eads"].select_trials > 0
+    assert all(st.QUICK_BUDGETS[m].max_time_s is not None for m in st.TRAINED)
+    assert st.WIDTHS["paper"] == {m: {} for m in st.GNNS}  # the constructors' (papers') defaults
+    assert set(st.PROTOCOLS) == set(st.DATASET_NAMES)
+    assert all(p.max_test_windows == 0 for p in st.PROTOCOLS.values())  # the whole test split
+
+
+def test_a_wall_cap_outside_quick_runs_is_refused_before_writing(tmp_path):
+    with pytest.raises(ConfigError, match="max_train_s=30") as info:
+        st.run_benchmark(tmp_path / "run", max_train_s=30, progress=False)
+    assert "patience" in str(info.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_train_stride_is_one_for_all_models_and_recorded(tmp_path):
+    _write_custom(tmp_path / "in")
+    spec = st.CustomData(
+        path=str(tmp_path / "in" / "data.npz"),
+        key="flow",
+        step_minutes=30,
+        adjacency=str(tmp_path / "in" / "adj.csv"),
+        in_steps=6,
+        out_steps=3,
+    )
+    run_dir = tmp_path / "run"
+    models = ("eads", "graph_wavenet", "last_value")
+    st.run_benchmark(
+        run_dir,
+        quick=True,
+        custom=spec,
+        models=",".join(models),
+        max_epochs=1,
+        train_stride=3,
+        progress=False,
+        plots=False,
+    )
+    # oracle: training split = steps 0..119 (6:2:2 of 200), windows 6 -> 3 inside it: 112;
+    # every third one, windows 0, 3, ..., 111: 38
+    n_total = 120 - 9 + 1
+    cells = [json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")]
+    assert sorted(c["cell"]["model"] for c in cells) == sorted(models)
+    for c in cells:
+        assert c["n_train_windows_total"] == n_total and c["n_train_windows"] == 38
+        assert c["protocol"]["train_stride"] == 3
+    assert (
+        json.loads((run_dir / "config.json").read_text())["protocols"]["custom"]["train_stride"]
+        == 3
+    )
+    header = (run_dir / "results.csv").read_text().splitlines()[0].split(",")
+    assert {"train_stride", "n_train_windows", "mape_tolerance", "stop_reason"} <= set(header)
+    assert "train stride 3 (38 of 112 training windows)" in (run_dir / "table.txt").read_text()
+
+
+def test_the_runner_script_runs_a_cell_group_and_skips_it_when_done(tmp_path):
+    shared_data_or_skip()
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "RUN_DIR": str(tmp_path / "run"),
+        "QUICK": "1",
+        "SEEDS": "0,1,2",
+        "PYTHON": sys.executable,  # the interpreter running the tests, wherever its venv is
+        "HOME": str(tmp_path),
+    }
+    script = root / "benchmarks" / "run_spatiotemporal.sh"
+    done = subprocess.run(
+        [str(script), "cell", "beijing_pm25", "last_value"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "Last value" in done.stdout
+    cells = sorted((tmp_path / "run" / "cells").glob("*.json"))
+    assert [json.loads(p.read_text())["cell"]["seed"] for p in cells] == [0, 1, 2]
+    before = {p.name: p.stat().st_mtime_ns for p in cells}
+    subprocess.run(
+        [str(script), "cell", "beijing_pm25", "last_value"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in cells} == before  # finished: skipped
+    listing = subprocess.run(
+        [str(script), "list"],
+        env={**env, "DATASETS": "beijing_pm25", "MODELS": "last_value,eads"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.splitlines()
+    assert listing[0].split()[2:] == ["s0:ok", "s1:ok", "s2:ok"] and listing[1].split()[2] == "-"
+    skip = subprocess.run(
+        [str(script), "cell", "pems04", "eads"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "PEMS04=" in skip.stderr

@@ -1158,8 +1158,9 @@ class LayerwiseLambada:
     temporarily cut to ``l ..`` (and, while advancing, to one block without the final norm).
     That is exact when the forward adds nothing to ``inputs_embeds`` and takes positions from
     the sequence index: Llama-family models (rotary positions). GPT-2 adds its learned position
-    embeddings to ``inputs_embeds`` inside the forward, so it is refused (:func:`layerwise_supported`);
-    use :func:`lambada_perplexity` there. :meth:`check` compares the two paths on one batch.
+    embeddings to ``inputs_embeds`` inside the forward, so it is refused
+    (:func:`layerwise_supported`); use :func:`lambada_perplexity` there. :meth:`check`
+    compares the two paths on one batch.
 
     Memory: ``x_l`` for every evaluation token, ``n_tokens x d`` floats (1,000 LAMBADA
     passages of SmolLM2-135M: about 190 MB).

@@ -4,8 +4,9 @@
   ``mean |pred - y|`` over every point of every sample (the seed paper's metric) and relative
   L2 = ``mean_i ||pred_i - y_i||_2 / ||y_i||_2`` (the FNO papers' metric), :func:`error_metrics`.
 * Forecasting (the spatio-temporal suite), on ``(batch, horizon, nodes)``: masked MAE, RMSE and
-  MAPE per horizon step, averaged over steps (:func:`forecast_metrics`); MAPE leaves out targets
-  with ``|y| <`` ``mape_floor``; both conventions for true zeros (observed, or missing) side by
+  MAPE per horizon step, averaged over steps (:func:`forecast_metrics`); a target with
+  ``|y| <`` ``mape_floor`` (data units) is a zero: MAPE leaves it out, and so does the
+  zeros-as-missing convention; both conventions for true zeros (observed, or missing) side by
   side with :func:`forecast_metrics_report`, which says whether they differ by more than
   ``rtol``; :func:`masked_mae` is the validation criterion.
 
@@ -72,15 +73,22 @@ def forecast_metrics(
 ) -> ForecastMetrics:
     """Masked MAE, RMSE and MAPE of ``prediction`` against ``target``, both ``(B, horizon, N)``.
 
-    An entry counts when ``mask`` is True (all entries when ``mask`` is None) and, with
-    ``zeros_as_missing``, the target is not exactly 0. For each horizon step ``h`` over its
-    valid entries: ``MAE_h = mean|p - y|``, ``RMSE_h = sqrt(mean (p - y)^2)``,
-    ``MAPE_h = 100 mean |p - y| / |y|`` where MAPE always leaves out targets equal to 0 (it is
-    undefined there), and also targets with ``|y| < mape_floor`` (sz_taxi holds speeds of 1e-17
-    that are zero up to rounding and would dominate it). The reported averages are the means of
-    the per-step values over the steps that have valid entries (Graph WaveNet's and MTGNN's
-    convention). Accumulation is float64.
+    A target with ``|y| < mape_floor`` (in the data's units; 0 itself included) is a zero: sz_taxi
+    holds speeds of 1e-17 km/h that are zero up to rounding and would dominate MAPE. An entry
+    counts when ``mask`` is True (all entries when ``mask`` is None) and, with
+    ``zeros_as_missing``, its target is not a zero. For each horizon step ``h`` over its valid
+    entries: ``MAE_h = mean|p - y|``, ``RMSE_h = sqrt(mean (p - y)^2)``,
+    ``MAPE_h = 100 mean |p - y| / |y|`` where MAPE always leaves out the zeros (it is undefined
+    or unbounded there). The reported averages are the means of the per-step values over the
+    steps that have valid entries (Graph WaveNet's and MTGNN's convention). Accumulation is
+    float64.
     """
+    try:
+        floor = float(mape_floor)
+    except (TypeError, ValueError):
+        floor = math.nan
+    if not (math.isfinite(floor) and floor >= 0):
+        raise ConfigError(f"mape_floor={mape_floor!r} must be a finite number >= 0 (data units).")
     p = _to_numpy(prediction).astype(np.float64)
     y = _to_numpy(target).astype(np.float64)
     if p.shape != y.shape or p.ndim != 3:
@@ -92,9 +100,10 @@ def forecast_metrics(
     if valid.shape != y.shape:
         raise ConfigError(f"mask shape {valid.shape} must equal the target shape {y.shape}.")
     valid = valid & np.isfinite(y)
+    nonzero = (y != 0) & (np.abs(y) >= floor)
     if zeros_as_missing:
-        valid = valid & (y != 0)
-    nonzero = valid & (np.abs(y) >= mape_floor)
+        valid = valid & nonzero
+    nonzero = valid & nonzero
     err = np.where(valid, p - y, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         n = valid.sum(axis=(0, 2)).astype(np.float64)  # (horizon,)
@@ -118,11 +127,14 @@ def forecast_metrics(
     )
 
 
-def forecast_metrics_report(prediction, target, mask=None, *, rtol: float = 1e-3) -> dict:
+def forecast_metrics_report(
+    prediction, target, mask=None, *, rtol: float = 1e-3, mape_floor: float = 1e-4
+) -> dict:
     """Both conventions side by side: ``{"observed": ..., "zeros_as_missing": ...,
-    "conventions_differ": bool}`` (differ = any average MAE/RMSE/MAPE differs by > ``rtol``)."""
-    a = forecast_metrics(prediction, target, mask, zeros_as_missing=False)
-    b = forecast_metrics(prediction, target, mask, zeros_as_missing=True)
+    "conventions_differ": bool}`` (differ = any average MAE/RMSE/MAPE differs by > ``rtol``);
+    ``mape_floor``: the zero tolerance of :func:`forecast_metrics`, in data units."""
+    a = forecast_metrics(prediction, target, mask, zeros_as_missing=False, mape_floor=mape_floor)
+    b = forecast_metrics(prediction, target, mask, zeros_as_missing=True, mape_floor=mape_floor)
     differ = any(
         not np.isclose(getattr(a, k), getattr(b, k), rtol=rtol, equal_nan=True)
         for k in ("mae", "rmse", "mape")

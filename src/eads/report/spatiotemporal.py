@@ -1,12 +1,15 @@
 """The spatio-temporal benchmark's table, relative claims and plots (seed paper Table 1, Figure 4),
 from run directories only.
 
-:func:`rows_of` turns the cells' results into table rows (:data:`CSV_FIELDS`);
+:func:`rows_of` turns the cells' results into table rows (:data:`CSV_FIELDS`, plus
+:data:`PROTOCOL_FIELDS` for cells written under the convergence protocol: the train stride, the
+windows used, the best epoch, the MAPE tolerance);
 :func:`relative_claims` compares EADS with NP-GL and with the best other model;
 :func:`write_report` writes ``results.json``, ``relative.json``, ``results.csv``, ``table.txt``
 (:func:`format_table`), ``results.md`` (:func:`format_markdown`: ``mean +- std`` over seeds, a
-cell that a cap stopped marked :data:`eads.bench.budget.CAP_MARK`) and ``plots/``. Nothing here
-trains.
+cell that a cap stopped marked :data:`eads.bench.budget.CAP_MARK`) and ``plots/``
+(:func:`plot_results`). Cells of the earlier CPU-minute protocol (wall caps, no stride) render
+as they did. Nothing here trains.
 """
 
 from __future__ import annotations
@@ -77,6 +80,22 @@ CSV_FIELDS = (
     "max_train_s",
     "error",
 )
+#: Columns a cell of the convergence protocol adds (earlier cells have none of them).
+PROTOCOL_FIELDS = (
+    "stop_reason",
+    "best_epoch",
+    "train_stride",
+    "n_train_windows",
+    "n_train_windows_total",
+    "n_test_windows_total",
+    "mape_tolerance",
+    "units",
+)
+
+
+def csv_fields(rows: list[dict]) -> tuple[str, ...]:
+    """:data:`CSV_FIELDS`, then the :data:`PROTOCOL_FIELDS` that some row has."""
+    return CSV_FIELDS + tuple(f for f in PROTOCOL_FIELDS if any(f in r for r in rows))
 
 
 def _row(result: dict) -> dict:
@@ -93,6 +112,7 @@ def _row(result: dict) -> dict:
     met = result["metrics"]
     obs, zm = met["observed"], met["zeros_as_missing"]
     tr = result["training"]
+    budget = result.get("budget") or {}
     row.update(
         mae=obs["mae"],
         rmse=obs["rmse"],
@@ -114,9 +134,21 @@ def _row(result: dict) -> dict:
         n_parameters=result["n_parameters"],
         n_test_windows=result["n_test_windows"],
         device=result["device"],
-        max_epochs=result["budget"]["max_epochs"],
-        max_train_s=result["budget"]["max_train_s"],
+        # the earlier protocol's budget fields, or the core Budget's (None: no training)
+        max_epochs=budget.get("max_epochs", budget.get("epochs", 0)),
+        max_train_s=budget.get("max_train_s", budget.get("max_time_s")),
     )
+    if "protocol" in result:  # a cell of the convergence protocol
+        row.update(
+            stop_reason=tr.get("stop_reason"),
+            best_epoch=tr.get("best_epoch"),
+            train_stride=result["protocol"]["train_stride"],
+            n_train_windows=result.get("n_train_windows"),
+            n_train_windows_total=result.get("n_train_windows_total"),
+            n_test_windows_total=result.get("n_test_windows_total"),
+            mape_tolerance=met.get("mape_tolerance"),
+            units=met.get("units"),
+        )
     return row
 
 
@@ -197,7 +229,27 @@ def format_table(rows: list[dict], claims: list[dict], skipped: dict[str, str]) 
             )
     for name, why in skipped.items():
         lines.append(f"skipped {name}: {why}")
+    notes = protocol_notes(rows)
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines)
+
+
+def protocol_notes(rows: list[dict]) -> list[str]:
+    """One line per data set of the convergence protocol's rows: the train stride and windows
+    used, the test windows, and the MAPE tolerance with its unit (nothing for earlier rows)."""
+    out = []
+    for dataset, rs in group_rows(rows, lambda r: (r["dataset"],)).items():
+        r = next((x for x in rs if x.get("train_stride") is not None), None)
+        if r is None:
+            continue
+        out.append(
+            f"{dataset[0]}: train stride {r['train_stride']} ({r['n_train_windows']} of "
+            f"{r['n_train_windows_total']} training windows), {r['n_test_windows']} of "
+            f"{r['n_test_windows_total']} test windows; MAPE treats |y| < "
+            f"{r['mape_tolerance']:g} {r['units']} as zero."
+        )
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,8 +257,23 @@ def format_table(rows: list[dict], claims: list[dict], skipped: dict[str, str]) 
 # --------------------------------------------------------------------------------------------
 
 
+def _learning_curve(training: dict) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(x, validation MAE, x label)`` of a cell's training record: by epoch for cells of the
+    convergence protocol (their curve rows are ``[update, seconds, val_mae, epoch]``), by update
+    for earlier ones (``[update, seconds, val_mae]``)."""
+    curve = training.get("val_curve") or []
+    if not curve:
+        return np.empty(0), np.empty(0), "epoch"
+    new = all(len(c) >= 4 for c in curve)
+    x = np.asarray([c[3] if new else c[0] for c in curve], dtype=float)
+    y = np.asarray([np.nan if c[2] is None else c[2] for c in curve], dtype=float)
+    return x, y, "epoch" if new else "update"
+
+
 def plot_results(run_dir: str | Path) -> list[Path]:
-    """Draw ``plots/predictions_<dataset>.png`` and ``plots/cost.png`` from the cell results."""
+    """Draw ``plots/predictions_<dataset>.png``, ``plots/learning_<dataset>.png`` (validation
+    MAE against epochs of each trained model, lowest seed, the best epoch marked, beside the
+    validation MAE of HA and last value) and ``plots/cost.png`` from the cell results."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,6 +322,40 @@ def plot_results(run_dir: str | Path) -> list[Path]:
         fig.savefig(path, dpi=80)
         plt.close(fig)
         written.append(path)
+        curves = {m: _learning_curve(r["training"]) for m, r in rs.items()}
+        curves = {m: c for m, c in curves.items() if len(c[0])}
+        if curves:
+            fig, ax = plt.subplots(figsize=(7, 3.2))
+            for m in MODEL_NAMES:
+                if m not in curves:
+                    continue
+                x, y, label = curves[m]
+                (line,) = ax.plot(x, y, lw=1.0, label=MODEL_LABELS[m])
+                if np.isfinite(y).any():
+                    b = int(np.nanargmin(y))
+                    ax.plot(x[b], y[b], "o", ms=4, color=line.get_color())
+            for m, name in (("historical_average", "HA"), ("last_value", "Last value")):
+                mae = rs[m]["training"].get("best_val_mae") if m in rs else None
+                if mae is not None:  # the references' validation MAE (earlier cells: none)
+                    ax.axhline(mae, ls=":", lw=0.8, color="k")
+                    ax.annotate(
+                        name,
+                        (0.01, mae),
+                        xycoords=("axes fraction", "data"),
+                        fontsize=6,
+                        va="bottom",
+                    )
+            ax.set_xlabel(label, fontsize=8)
+            ax.set_ylabel("validation MAE", fontsize=8)
+            ax.set_yscale("log")
+            ax.tick_params(labelsize=7)
+            ax.set_title(f"{d}: learning curves (dot: best validation state)", fontsize=9)
+            ax.legend(fontsize=7, ncol=3)
+            fig.tight_layout()
+            path = out_dir / f"learning_{d}.png"
+            fig.savefig(path, dpi=80)
+            plt.close(fig)
+            written.append(path)
     if results:
         models = [m for m in MODEL_NAMES if any(r["cell"]["model"] == m for r in results)]
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -332,11 +433,29 @@ def format_markdown(rows: list[dict]) -> str:
                 fmt_mean_std([r["rmse"] for r in ok], ".3f"),
                 fmt_mean_std([r["mape"] for r in ok], ".2f"),
                 fmt_mean_std([r["train_time_s"] for r in ok], ".1f"),
+                fmt_mean_std([r["epochs"] for r in ok], ".1f"),
+                _stop_counts(ok),
             ]
         )
     head = ["data set", "model", "seeds", "failed", "MAE", "RMSE", "MAPE %", "train s"]
-    table = markdown_table(head, body, align="llrrrrrr")
-    return table + "\n\n" + "mean \u00b1 std over seeds (sample std). " + CAP_NOTE
+    head += ["epochs", "stopped by"]
+    table = markdown_table(head, body, align="llrrrrrrrl")
+    notes = protocol_notes(rows)
+    return (
+        table
+        + "\n\n"
+        + "mean \u00b1 std over seeds (sample std). "
+        + CAP_NOTE
+        + "".join(f"\n{n}" for n in notes)
+    )
+
+
+def _stop_counts(rows: list[dict]) -> str:
+    """``"patience 2, epoch_cap 1"``: how many seeds each stop reason ended."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[str(r.get("stopped_by"))] = counts.get(str(r.get("stopped_by")), 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
 def write_report(
@@ -356,7 +475,7 @@ def write_report(
         {"rows": rows, "relative": claims, "skipped": skipped, "wall_s_this_call": wall_s},
     )
     write_json(run_dir / "relative.json", claims)
-    write_csv(run_dir / "results.csv", rows, CSV_FIELDS)
+    write_csv(run_dir / "results.csv", rows, csv_fields(rows))
     write_text(run_dir / "table.txt", table)
     write_text(run_dir / "results.md", format_markdown(rows))
     if plots:
