@@ -155,6 +155,16 @@ def spatiotemporal(
     typer.echo(f"run directory: {d}")
 
 
+@bench.command("attention-report")
+def attention_report(
+    run_dir: Path = typer.Argument(..., help="An attention benchmark run directory."),
+):
+    """Tables, bootstrap intervals and plots of an attention run from its finished cells."""
+    from eads.report.attention import report_run
+
+    typer.echo(report_run(run_dir))
+
+
 @bench.command()
 def attention(
     run_dir: Path | None = _RUN_DIR,

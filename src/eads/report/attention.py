@@ -388,6 +388,32 @@ def summary_table(summary: str | Path | dict[str, Any]) -> str:
     return format_table(summary["rows"])
 
 
+def report_run(run_dir: str | Path, plots: bool = True) -> str:
+    """Rebuild a run's tables, intervals and plots from its ``config.json`` and finished cells
+    (a run in progress included: its finished layers only); nothing is trained or scored.
+    ``eads bench attention-report``. Returns the text table.
+
+    Raises:
+        ConfigError: ``run_dir`` is not an attention benchmark run.
+    """
+    from eads._errors import ConfigError
+    from eads.bench.cells import load_results
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError):
+        config = {}
+    if config.get("task") != "attention" or not (run_dir / "cells").is_dir():
+        raise ConfigError(
+            f"{str(run_dir)!r} is not an attention benchmark run (no attention config.json and "
+            "cells/ in it)."
+        )
+    results = [r for r in load_results(run_dir) if r["cell"].get("task") == "attention"]
+    return write_report(run_dir, results, config, wall_s=0.0, plots=plots)
+
+
 def write_report(
     run_dir: str | Path, results: list[dict], config: dict, wall_s: float, plots: bool = True
 ) -> str:

@@ -1,0 +1,77 @@
+"""The attention report rebuilt from a run's cells alone (eads.report.attention.report_run).
+
+Oracle: per-passage NLLs chosen so that every perplexity is known in closed form (a constant
+NLL ``log p`` gives perplexity ``p`` in every bootstrap resample, so its interval is ``[p, p]``),
+written as real cell files by the core's executor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from eads._errors import ConfigError
+from eads.bench.cells import Cell, run_cells
+from eads.report.attention import report_run
+
+N = 50
+
+
+def _result(cell: Cell, run_dir) -> dict:
+    ppl = {"original": 50.0, "eads": 40.0, "npgl": 60.0, "mean": 80.0}[cell.model]
+    nll = [math.log(ppl)] * N
+    if cell.model == "mean":  # a row that varies: a non-degenerate interval
+        nll = list(math.log(ppl) + np.random.default_rng(0).normal(0, 0.5, N))
+    out = {
+        "lambada": {
+            "perplexity": math.exp(sum(nll) / N), "token_perplexity": ppl, "accuracy": 0.5,
+            "n_passages": N, "n_target_tokens": N, "word_nll": nll,
+        },
+        "eval_time_s": 1.0,
+    }  # fmt: skip
+    if cell.model != "original":
+        out.update(
+            layer=cell.params["layer"],
+            training={"train_time_s": 1.0, "epochs": 3, "stop_reason": "patience"},
+            latency={"attention_s_per_token": 1e-4, "kernel_sim_s_per_token": 2e-4},
+        )
+    return out
+
+
+def test_a_run_in_progress_renders_its_finished_cells_with_exact_intervals(tmp_path):
+    run_dir = tmp_path / "run"
+    cells = [Cell("attention", "tiny", "original")] + [
+        Cell("attention", "tiny", m, params={"layer": 3}) for m in ("eads", "npgl", "mean")
+    ]
+    run_cells(cells, _result, run_dir, progress=False)
+    config = {"task": "attention", "split": {"eval_index": [], "train_index": []}}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / "meta.json").write_text("{}")
+    table = report_run(run_dir, plots=False)
+    assert "EADS" in table and "NP-GL" in table
+    iv = json.loads((run_dir / "intervals.json").read_text())
+    assert iv["n_passages"] == N
+    eads = iv["cells"]["eads_3"]
+    assert eads["ppl"] == pytest.approx({"value": 40.0, "lo": 40.0, "hi": 40.0})
+    assert eads["dppl"] == pytest.approx({"value": -10.0, "lo": -10.0, "hi": -10.0})
+    layer = iv["layers"]["3"]
+    assert layer["npgl_minus_eads"] == pytest.approx({"value": 20.0, "lo": 20.0, "hi": 20.0})
+    mean = layer["eads_minus_mean"]
+    assert mean["lo"] < mean["value"] < mean["hi"] and mean["hi"] - mean["lo"] > 1.0
+    assert iv["overall"]["n_layers"] == 1
+    assert iv["overall"]["npgl_minus_eads"]["value"] == pytest.approx(20.0)
+    md = (run_dir / "results.md").read_text()
+    assert "50.00 [50.00, 50.00]" in md and "-10.00 [-10.00, -10.00]" in md
+    assert "+20.00 [+20.00, +20.00]" in md
+
+
+def test_a_folder_that_is_no_attention_run_is_a_one_sentence_error(tmp_path):
+    with pytest.raises(ConfigError, match="is not an attention benchmark run"):
+        report_run(tmp_path)
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "config.json").write_text('{"task": "pde"}')
+    with pytest.raises(ConfigError, match="is not an attention benchmark run"):
+        report_run(tmp_path)
