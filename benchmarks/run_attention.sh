@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The attention-kernel experiment (docs/attention.md), resumable: each part skips its finished
+# cells, so a killed run continues by running the same command again.
+#
+#   benchmarks/run_attention.sh full      # all 30 layers x EADS, NP-GL, mean output (1000 passages)
+#   benchmarks/run_attention.sh window    # ablation: EADS with an 8-token window on 4 layers
+#   benchmarks/run_attention.sh pairs     # check: EADS and NP-GL with 40,000 training pairs, 3 layers
+#   benchmarks/run_attention.sh all       # the three, in that order
+#   benchmarks/run_attention.sh report    # rebuild every part's tables and plots from its cells
+#
+# Environment: PYTHON (default .venv/bin/python), RESULTS (default benchmarks/results/attention).
+# One torch thread per run; the window and pairs parts read the same 1000 evaluation passages
+# (the same split seed), so their cells pair with the full run's passage by passage.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv/bin/python}
+RESULTS=${RESULTS:-benchmarks/results/attention}
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+eads() { "$PYTHON" -c "import sys; from eads.cli import main; sys.exit(main())" "$@"; }
+
+full() {
+    eads bench attention --run-dir "$RESULTS/full" --layers all --models eads,npgl,mean
+}
+window() {
+    eads bench attention --run-dir "$RESULTS/window8" --layers 0,10,20,29 --models eads --window 8
+}
+pairs() {
+    eads bench attention --run-dir "$RESULTS/pairs40k" --layers 5,15,25 --models eads,npgl \
+        --max-pairs 40000
+}
+report() {
+    for d in full window8 pairs40k; do
+        [ -d "$RESULTS/$d/cells" ] && eads bench attention-report "$RESULTS/$d" > /dev/null \
+            && echo "$RESULTS/$d/results.md"
+    done
+}
+
+case "${1:-}" in
+    full) full ;;
+    window) window ;;
+    pairs) pairs ;;
+    all) full; window; pairs ;;
+    report) report ;;
+    *) sed -n '2,10p' "$0" >&2; exit 2 ;;
+esac
