@@ -13,7 +13,12 @@
   on flattened functions, BatchNorm's mode by grad, a tensor-only ``state_dict``);
 * :mod:`eads.bench.training` -- one model trained to its budget through the training loop
   (passed in), per learning rate, checkpointed every epoch so a killed cell continues; a
-  validation search's choice as a candidate; latency timing and the predictions file.
+  validation search's choice as a candidate; latency timing and the predictions file;
+* :mod:`eads.bench.forecasting` -- the spatio-temporal suite's window protocol (training stride,
+  capped validation windows, the MAPE zero tolerance) and its masked-loss training loop
+  (patience, schedule, best state restored), test evaluation, latency and the epoch-cost probe;
+* :mod:`eads.bench.bootstrap` -- paired percentile-bootstrap intervals (the attention suite's
+  perplexity differences).
 
 Floor 1 (docs/ARCHITECTURE.md): it imports only ``_errors``, ``_io``, ``config`` and ``runs``
 (and torch), never ``learn/`` or anything above, so the reports (``eads.report``, floor 2) and
