@@ -17,7 +17,7 @@
 # One runner per $RUN_DIR at a time (two would both train a missing cell). Environment:
 #   RUN_DIR   default benchmarks/results/spatiotemporal/converged
 #   PYTHON    default .venv/bin/python
-#   SEEDS     default 0,1,2
+#   SEEDS     the seeds, comma-separated (default 0,1,2; one alone: e.g. SEEDS=1)
 #   PEMS04, PEMS08   paths of pems04.npz / pems08.npz (key "data"); without one its data set is
 #             skipped
 #   DATASETS, MODELS comma-separated grid of `all` and `list` (default: all, cheapest first)
@@ -59,25 +59,15 @@ run_cell() {
     fi
     mkdir -p "$RUN_DIR/logs"
     echo "$(date -Is) start $dataset x $model (seeds $SEEDS)"
-    nice -n "$NICE" "$PYTHON" - "$dataset" "$model" <<'PY' 2>&1 | tee -a "$RUN_DIR/logs/${dataset}_${model}.log"
-import os
-import sys
-
-from eads.tasks.spatiotemporal import run_benchmark
-
-dataset, model = sys.argv[1:3]
-table = run_benchmark(
-    os.environ["RUN_DIR"],
-    quick=os.environ.get("QUICK") == "1",
-    datasets=dataset,
-    models=model,
-    seeds=[int(s) for s in os.environ["SEEDS"].split(",")],
-    pems04=os.environ.get("PEMS04") or None,
-    pems08=os.environ.get("PEMS08") or None,
-    progress=False,
-)
-print(table)
-PY
+    # SEEDS lists seeds; the CLI reads a lone number as a count, so one seed gets its comma
+    local seeds=$SEEDS
+    [[ $seeds == *,* ]] || seeds="$seeds,"
+    local args=(bench spatiotemporal --run-dir "$RUN_DIR" --datasets "$dataset" --models "$model"
+        --seeds "$seeds" --no-progress)
+    if [ "$QUICK" = 1 ]; then args+=(--quick); fi
+    if [ -n "$PEMS04" ]; then args+=(--pems04 "$PEMS04"); fi
+    if [ -n "$PEMS08" ]; then args+=(--pems08 "$PEMS08"); fi
+    nice -n "$NICE" "$PYTHON" -m eads.cli "${args[@]}" 2>&1 | tee -a "$RUN_DIR/logs/${dataset}_${model}.log"
     echo "$(date -Is) done  $dataset x $model"
 }
 

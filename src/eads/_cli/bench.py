@@ -92,6 +92,30 @@ def pde_references(run_dir: Path = typer.Argument(..., help="A PDE benchmark run
         )
 
 
+def _seeds(text: str) -> int | list[int]:
+    """``--seeds``: ``"3"`` is a count (seeds 0, 1, 2), ``"0,1,2"`` the seeds themselves, ``"4,"``
+    seed 4 alone; the library checks the values."""
+    from eads._errors import ConfigError
+
+    items = text.split(",")
+    if len(items) > 1 and items[-1].strip() == "":
+        items = items[:-1]  # "4,": a list of one seed
+    try:
+        values = [int(v) for v in items]
+    except ValueError:
+        raise ConfigError(
+            f"--seeds {text!r} must be a count such as 3 or comma-separated seeds such as 0,1,2."
+        ) from None
+    if "," in text:
+        return values
+    if values[0] < 1:
+        raise ConfigError(
+            f"--seeds {text!r} is a count of seeds, which must be at least 1 (one seed alone is "
+            "written with a trailing comma, as in '0,')."
+        )
+    return values[0]
+
+
 @bench.command()
 def spatiotemporal(
     run_dir: Path | None = _RUN_DIR,
@@ -116,6 +140,20 @@ def spatiotemporal(
     step_minutes: float | None = typer.Option(None, help="--custom: minutes per time step."),
     in_steps: int = typer.Option(12, help="--custom: history window (steps)."),
     out_steps: int = typer.Option(12, help="--custom: forecast horizon (steps)."),
+    seeds: str | None = typer.Option(
+        None,
+        help="Model seeds: a count n (seeds 0..n-1) or comma-separated seeds, one alone as '4,' "
+        "(default 3; 1 with --quick).",
+    ),
+    widths: str | None = typer.Option(
+        None, help="GNN widths: paper, reduced or tiny (default paper; tiny with --quick)."
+    ),
+    train_stride: int | None = typer.Option(
+        None,
+        help="Train on every k-th training window of every data set (default: each data set's "
+        "own stride; 1 with --quick).",
+    ),
+    progress: bool = typer.Option(True, help="Show the progress bar over cells (default on)."),
 ):
     """Spatio-temporal graph forecasting (seed paper Table 1), or your own data (--custom)."""
     from eads._errors import ConfigError
@@ -150,6 +188,10 @@ def spatiotemporal(
             pems04=pems04,
             pems08=pems08,
             custom=spec,
+            seeds=None if seeds is None else _seeds(seeds),
+            widths=widths,
+            train_stride=train_stride,
+            progress=progress,
         )
     )
     typer.echo(f"run directory: {d}")
