@@ -240,30 +240,31 @@ def plot_results(run_dir: str | Path) -> list[Path]:
         for m in models:
             rs = sorted((r for r in ok if r["model"] == m), key=lambda r: r["layer"])
             layers = [r["layer"] for r in rs]
-            ratio = np.array([r["ppl_ratio"] for r in rs])
-            ivs = [cells_iv.get(_key(m, r["layer"]), {}).get("ppl") for r in rs]
-            if all(ivs):  # the interval of the perplexity, drawn on the ratio's scale
-                lo = ratio - np.array([v["lo"] for v in ivs]) / orig["perplexity"]
-                hi = np.array([v["hi"] for v in ivs]) / orig["perplexity"] - ratio
-                axes[0].errorbar(layers, ratio, yerr=[lo, hi], fmt="o-", ms=3, capsize=2,
+            ivs = [cells_iv.get(_key(m, r["layer"]), {}).get("dppl") for r in rs]
+            if all(ivs):  # the paired interval of the difference to the original
+                d = np.array([v["value"] for v in ivs])
+                yerr = [d - np.array([v["lo"] for v in ivs]), np.array([v["hi"] for v in ivs]) - d]
+                axes[0].errorbar(layers, d, yerr=yerr, fmt="o-", ms=3, capsize=2,
                                  label=MODEL_LABELS[m])  # fmt: skip
             else:
-                axes[0].plot(layers, ratio, "o-", label=MODEL_LABELS[m])
+                d = np.array([r["delta_perplexity"] for r in rs])
+                axes[0].plot(layers, d, "o-", ms=3, label=MODEL_LABELS[m])
             axes[1].plot(layers, [r["accuracy"] for r in rs], "o-", ms=3, label=MODEL_LABELS[m])
-        axes[0].axhline(1.0, color="k", lw=0.8, ls="--", label="original")
+        axes[0].axhline(0.0, color="k", lw=0.8, ls="--", label="original")
         axes[1].axhline(orig["accuracy"], color="k", lw=0.8, ls="--", label="original")
-        axes[0].set_yscale("log")
-        axes[0].set_ylabel("perplexity / original", fontsize=8)
+        axes[0].set_yscale("symlog", linthresh=2.0)
+        axes[0].set_ylabel("perplexity - original (points)", fontsize=8)
         axes[1].set_ylabel("last-word accuracy", fontsize=8)
         axes[0].set_title(
-            f"LAMBADA perplexity, one layer replaced (original {orig['perplexity']:.1f}; "
-            "bars: paired bootstrap 95 %)",
+            f"LAMBADA perplexity change, one layer replaced (original {orig['perplexity']:.1f};"
+            "\nbars: paired bootstrap 95 %)",
             fontsize=9,
         )
         axes[1].set_title("LAMBADA last-word accuracy, one layer replaced", fontsize=9)
         for ax in axes:
             ax.set_xlabel("replaced layer", fontsize=8)
             ax.tick_params(labelsize=7)
+            ax.xaxis.get_major_locator().set_params(integer=True)
             ax.legend(fontsize=7)
         fig.tight_layout()
         path = out_dir / "degradation.png"
