@@ -134,7 +134,9 @@ class RunContext:
         """LAMBADA figures on the evaluation passages with ``kernel`` in place of ``layer``'s
         attention (``None``: the original model). Llama-family models are resumed from the
         hidden states entering ``layer`` (:class:`eads.baselines.lm.LayerwiseLambada`, checked
-        once per run against a full forward); others are scored from the tokens."""
+        against a full forward at the first layer past 0 that a run scores: at layer 0 both
+        paths start from the embeddings, so a check there proves nothing); others are scored
+        from the tokens."""
         from eads.baselines.lm import (
             LayerwiseLambada,
             lambada_perplexity,
@@ -152,7 +154,7 @@ class RunContext:
         with contextlib.ExitStack() as stack:
             if ev is not None and layer is not None:
                 ev.advance_to(layer)  # through the original blocks, before the replacement
-                if not self._checked:
+                if not self._checked and layer > 0:
                     ev.check()
                     self._checked = True
             if kernel is not None:
