@@ -33,7 +33,9 @@ method the stage inputs and the diode states (as 0/1 floats), ``2 * steps * stag
 values; for SwitchingHeun ``5 * steps * B * H`` (``Tape.nbytes``). The adjoint writes its stage
 weights over the tape's diode states in place, so it needs no second buffer of that size.
 Integrating ``h`` backward in time instead would save that memory but is unstable (the backward
-coupling dynamics amplify rounding error) and would double the matrix products.
+coupling dynamics amplify rounding error) and would double the matrix products. Every sample's
+circuit is independent, so on a CPU the batch runs in row blocks (:data:`BLOCK_BYTES`): ``B``
+above is then a block's rows, which bounds the tape's memory and keeps it nearer the core.
 
 All per-stage outer products of ``dL/dJ`` are stacked into a single ``(H, K) x (K, H)`` matrix
 product (``K = steps * stages * B``).
@@ -43,27 +45,44 @@ from __future__ import annotations
 
 import torch
 
-from eads._errors import DataError
+from eads._errors import ConfigError, DataError
 from eads.circuit._checks import check_batch
 from eads.circuit.eads import EADS
-from eads.solve import Tape, _kernels
+from eads.solve import AbstractFixedStep, EulerMaruyama, SwitchingHeun, Tape
 from eads.solve.switching import SwitchingTape
 
 
 def error_currents(model: EADS, h_T: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``I_in - I_R`` at each clamped output node, ``(B, M)``."""
-    return h_T @ model.Q - model.r_output * y  # (B, M)
+    return torch.addmm(y, h_T, model.Q, beta=-model.r_output)  # (B, M): Q^T h - r_y y, one pass
+
+
+#: EC-Train on a CPU runs the batch in row blocks whose tape and temporaries take about this many
+#: bytes, so that they stay nearer the core between the forward pass, the adjoint and ``dL/dJ``
+#: (and the tape's memory is bounded by the block, not the batch)...
+BLOCK_BYTES = 8 * 2**20
+#: ... but no block under this many rows. Measured on one thread (benchmarks/README.md): blocks
+#: of 512 rows are 1.05-1.07x one block at B = 1024, H = 128, 1.3x at B = 4096 and 1.08x at
+#: H = 256, and even (0.98-1.0x) at H = 512 and 1024, where blocks of 128 rows lose 3-7 % (each
+#: product then reads all of ``J`` for fewer rows, and a block costs ~0.3 ms of Python).
+MIN_BLOCK_ROWS = 512
 
 
 @torch.no_grad()
 def adjoint_gradients(
-    model: EADS, x: torch.Tensor, y: torch.Tensor
+    model: EADS, x: torch.Tensor, y: torch.Tensor, *, block_rows: int | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """EC-Train's loss and gradients ``{'P', 'J', 'Q'}`` (and ``'P_ref'``) of the batch-mean loss.
 
     Runs the circuit forward once (recording the tape), measures the error currents with the
     outputs clamped to ``y``, runs the adjoint circuit from ``T`` back to ``0`` and returns
     ``(loss, grads)``; ``grads[name]`` has the shape of ``model.<name>``.
+
+    Every sample's circuit is independent, so the batch may run in blocks of ``block_rows``
+    samples whose gradients add up (equal to one block to rounding). By default
+    (:func:`default_block_rows`) a CPU batch is cut into equal blocks of about
+    :data:`BLOCK_BYTES` of tape each; other devices, transient stages and solvers whose tape
+    size is not known in advance run as one block.
     """
     x = model.check_inputs(x)
     y = check_batch("y", y, model.n_outputs, "n_outputs").to(model.P.dtype)
@@ -71,28 +90,85 @@ def adjoint_gradients(
         raise DataError(
             f"x and y must hold the same number of samples, got {x.shape[0]} and {y.shape[0]}."
         )
-    B, M = y.shape
-    J, Q = model.J.detach(), model.Q.detach()
+    if block_rows is None:
+        block_rows = default_block_rows(model, x)
+    elif isinstance(block_rows, bool) or not isinstance(block_rows, int) or block_rows < 1:
+        raise ConfigError(f"block_rows must be a positive integer or None, got {block_rows!r}.")
+    B = x.shape[0]
+    n_blocks = -(-B // block_rows)
+    rows = -(-B // n_blocks)  # equal blocks (the last may be shorter): one tape shape, reused
+    # the projection's adjoint: dL/d(drive) = c a(0) / r_h, c the settled fraction (1 if settled)
+    scale = _settled_fraction(model, x) / model.r_hidden
+    total = None
+    for start in range(0, B, rows):
+        part = _block_gradients(model, x[start : start + rows], y[start : start + rows], B, scale)
+        if total is None:
+            total = part
+        else:
+            for name, value in part.items():
+                total[name].add_(value)
+    sq_sum = total.pop("loss")
+    return sq_sum / (B * model.n_outputs), total
 
-    h0 = model.project(x)  # (B, H)
+
+def default_block_rows(model: EADS, x: torch.Tensor) -> int:
+    """Rows per block of :func:`adjoint_gradients` for the batch ``x``: on a CPU, as many as fit
+    :data:`BLOCK_BYTES` of tape and buffers (at least :data:`MIN_BLOCK_ROWS`); elsewhere, or
+    where blocks are not known to be safe and sized (:func:`_values_per_row`), the whole batch."""
+    B = x.shape[0]
+    values = _values_per_row(model)
+    if x.device.type != "cpu" or values is None:
+        return B
+    per_row = values * model.n_hidden * x.element_size()
+    return min(B, max(MIN_BLOCK_ROWS, BLOCK_BYTES // per_row))
+
+
+def _values_per_row(model: EADS) -> int | None:
+    """Values per sample and hidden node that one block holds (its tape and the buffers beside
+    it), or None where blocks could change the result or the tape's size is not known ahead:
+    transient stages settle the whole batch to one tolerance, a subclass's own coupling stage
+    (the non-ideal circuit) may draw noise for the whole batch, and an adaptive or stochastic
+    solver chooses its steps or draws its noise per call."""
+    solver = model.solver
+    if model.stages != "equilibrium" or type(model).couple is not EADS.couple:
+        return None
+    if isinstance(solver, SwitchingHeun):
+        return 5 * solver.n_steps + 6  # the tape, and the scratch the forward and adjoint share
+    fused = type(solver).integrate_rectified is AbstractFixedStep.integrate_rectified
+    if fused and not isinstance(solver, EulerMaruyama):
+        stages = len(solver.b)
+        return 2 * solver.n_steps * stages + 2 * stages + 3  # tape, stage and adjoint buffers
+    return None
+
+
+def _block_gradients(
+    model: EADS, x: torch.Tensor, y: torch.Tensor, B: int, scale: float
+) -> dict[str, torch.Tensor]:
+    """One block's share of the batch-mean gradients (and its sum of squared errors, ``loss``).
+
+    ``B`` is the whole batch's size, so that the blocks' shares add up to the batch mean.
+    """
+    M = y.shape[1]
+    J, Q = model.J.detach(), model.Q.detach()
+    h0 = model.project(x)  # (R, H)
     sol = model.couple(h0, record=True)
     h_T, tape = sol.y, sol.tape
-    err = error_currents(model, h_T, y)  # (B, M)
-    loss = (err**2).mean()
-    delta = (2.0 / (M * B)) * err  # (B, M): batch mean folded in
+    err = error_currents(model, h_T, y)  # (R, M)
+    sq_sum = err.square().sum()
+    delta = err.mul_(2.0 / (M * B))  # (R, M): dL/dI, the batch mean folded in
     grad_Q = h_T.T @ delta  # (H, M)
 
-    a = delta @ Q.T  # (B, H): a(T) = Q delta
+    scratch = tape.scratch if isinstance(tape, SwitchingTape) else None
+    a = delta @ Q.T if scratch is None else torch.mm(delta, Q.T, out=scratch[2])  # (R, H): Q delta
     if isinstance(tape, SwitchingTape):
         a, grad_J = _switching_adjoint(tape, a, J)
     else:
         a, grad_J = _runge_kutta_adjoint(tape, a, J)
-    # the projection's adjoint: dL/d(drive) = c a(0) / r_h, c the settled fraction (1 if settled)
-    a_drive = (_settled_fraction(model, x) / model.r_hidden) * a  # (B, H)
-    grads = {"P": a_drive.T @ x, "J": grad_J, "Q": grad_Q}  # dL/dP (H, N) = a_drive^T x
+    a_drive = a if scale == 1.0 else scale * a  # (R, H); a product by 1 is exact: skip the pass
+    grads = {"loss": sq_sum, "P": a_drive.T @ x, "J": grad_J, "Q": grad_Q}  # dL/dP = a_drive^T x
     if model.reference:
         grads["P_ref"] = model.reference_voltage * a_drive.sum(0)  # (H,): the same local rule
-    return loss, grads
+    return grads
 
 
 def _settled_fraction(model: EADS, x: torch.Tensor) -> float:
@@ -197,20 +273,21 @@ def _switching_adjoint(
         w0 = (phi0 - s0) a + s0 t                       (= phi0 a + s0 * dt w1 J)
         a <- t + dt w0 J,   dL/dJ += dt (w0^T h + w1^T h~)
 
-    The ``w`` overwrite the tape's weights in place; the sums are folded into the products.
+    The ``w`` overwrite the tape's weights in place, and both products accumulate into ``a``
+    itself (``addmm_``: an ``addmm`` into another buffer would first copy ``a`` there), so ``a``
+    is overwritten too; ``(phi0 - s0) a`` is taken before the first product moves it on. Five
+    passes over ``(B, H)`` arrays a step besides the products, as many as a fused kernel for
+    ``w0`` plus that copy, and faster than it (``benchmarks/README.md``).
     """
     H = J.shape[0]
     U, Wt, S0 = tape.input_buffer, tape.weights, tape.masks
-    bufs = (a.new_empty(a.shape), a.new_empty(a.shape))
-    for n, k in enumerate(reversed(range(tape.n_steps))):
-        dt = tape.dts[k]
-        w0, w1 = Wt[k, 0], Wt[k, 1]
-        w1.mul_(a)  # (B, H)
-        t = torch.addmm(a, w1, J, alpha=dt, out=bufs[n % 2])  # a + dt w1 J
-        if tape.fused:
-            _kernels.call("adjoint_weight", w0, a, S0[k], t)
-        else:
-            w0.mul_(a).addcmul_(S0[k], t)
-        a = t.addmm_(w0, J, alpha=dt)
+    w0s, w1s, s0s = Wt[:, 0].unbind(0), Wt[:, 1].unbind(0), S0.unbind(0)  # (B, H) views
+    for k in reversed(range(tape.n_steps)):
+        dt, w0, w1 = tape.dts[k], w0s[k], w1s[k]
+        w1.mul_(a)  # w1 = phi1 a  (B, H)
+        w0.mul_(a)  # (phi0 - s0) a, before a moves on
+        a.addmm_(w1, J, alpha=dt)  # t = a + dt w1 J, in place
+        w0.addcmul_(s0s[k], a)  # w0 = (phi0 - s0) a + s0 t
+        a.addmm_(w0, J, alpha=dt)  # a <- t + dt w0 J
     grad_J = Wt.view(-1, H).T @ U.view(-1, H)  # (H, K) @ (K, H)
     return a, grad_J.mul_(tape.dts[0]) if tape.n_steps else grad_J

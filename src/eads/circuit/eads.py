@@ -168,9 +168,15 @@ class EADS(nn.Module):
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """Projection: ``h0 = (P x + p v_ref) / r_h`` (or its transient), ``(B, N) -> (B, H)``."""
-        drive = x @ self.P.T + self.reference_drive()  # (B, H)
+        # one pass: the reference current is added inside the product (addmm), and a division
+        # by r_h = 1 (exact) is skipped
+        ref = self.reference_drive()
+        if isinstance(ref, torch.Tensor):
+            drive = torch.addmm(ref, x, self.P.T)  # (B, H)
+        else:
+            drive = x @ self.P.T  # (B, H)
         if self.stages == "equilibrium":
-            return drive / self.r_hidden
+            return drive if self.r_hidden == 1.0 else drive / self.r_hidden
         h0, _ = self._settle_linear(drive, self.r_hidden)
         return h0
 

@@ -195,7 +195,9 @@ class AbstractFixedStep(AbstractSolver):
     def workspace(self) -> Workspace:
         """The buffers :meth:`integrate_rectified` records its tape into, kept between calls: a
         recorded tape is valid until this solver's next recorded integration of the same shape
-        (the adjoint consumes it at once). ``workspace.clear()`` frees them."""
+        (the adjoint consumes it at once). :class:`eads.solve.SwitchingHeun` keeps its ``(B, H)``
+        temporaries here too (6, and 2 more without a tape), also after a forward pass alone.
+        ``workspace.clear()`` frees them."""
         ws = self.__dict__.get("_workspace")
         if ws is None:
             ws = self.__dict__["_workspace"] = Workspace()

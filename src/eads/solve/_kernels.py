@@ -1,8 +1,9 @@
 """Fused element-wise kernels of :class:`eads.solve.SwitchingHeun` (``torch.compile``, optional).
 
-Between its two products per step the scheme does about fifteen element-wise passes (relu, the
+Between its two products per step the forward does about fifteen element-wise passes (relu, the
 predictor, the switching fraction ``theta``, the update, the adjoint's weights). In eager PyTorch
-each is a trip through memory; compiled by inductor they become one loop each. The functions
+each is a trip through memory; compiled by inductor they become one loop each (the adjoint's five
+passes a step stay eager: a kernel for them saved no traffic and cost its call). The functions
 below are the reference (eager) forms; :func:`compiled` returns their ``torch.compile``d versions,
 or None where compiling fails (no C++ compiler, an unsupported device), so callers fall back to
 the eager path. Compiling takes seconds the first time in a process (inductor caches on disk).
@@ -66,12 +67,7 @@ def update_record(
     w0.copy_(phi0 - s0)
 
 
-def adjoint_weight(w0: torch.Tensor, a: torch.Tensor, s0: torch.Tensor, t: torch.Tensor) -> None:
-    """``w0 = w0 a + s0 t`` (the adjoint's first-stage weight, in place)."""
-    w0.copy_(w0 * a + s0 * t)
-
-
-KERNELS = ("predictor", "predictor_record", "update", "update_record", "adjoint_weight")
+KERNELS = ("predictor", "predictor_record", "update", "update_record")
 _compiled: dict[str, object] | None = None
 _failed = False
 

@@ -24,7 +24,9 @@ class Workspace:
     Copying or pickling a workspace gives an empty one.
     """
 
-    def __init__(self, capacity: int = 8):
+    # 16: a training batch's tape and temporaries (4 buffers for SwitchingHeun), those of a
+    # shorter last block or batch, and the temporaries of a few evaluation batch shapes
+    def __init__(self, capacity: int = 16):
         self.capacity = capacity
         self._buffers: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 

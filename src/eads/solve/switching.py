@@ -60,7 +60,10 @@ class SwitchingTape(Tape):
 
     weights: torch.Tensor | None = None
     masks: torch.Tensor | None = None
-    fused: bool = False  #: recorded with the compiled kernels (the adjoint uses them too)
+    fused: bool = False  #: recorded with the compiled kernels
+    #: ``(6, B, H)``: the forward's temporaries, free once it returns; the adjoint runs in them
+    #: (not the tape's data, and not counted in ``nbytes``)
+    scratch: torch.Tensor | None = None
 
     def _tensors(self):
         yield from super()._tensors()
@@ -98,39 +101,45 @@ class SwitchingHeun(AbstractFixedStep):
         if needs_autograd(weight, y0):
             return self._integrate_autograd(weight, y0, dt, n, t1, record)
         WT = weight.T  # (H, H)
+        ws = self.workspace
+        # the temporaries live in the workspace too: allocated afresh each call, (B, H) blocks
+        # above the allocator's mmap threshold fault in zeroed pages on every training step
+        work = ws.get("scratch", (6, *y0.shape), y0)  # z0, z1, r0, r1, theta, h~ (B, H) each
+        z0, z1, r0, r1, theta, predicted = work.unbind(0)
         tape = None
         if record:
             tape = SwitchingTape(self.a, self.b)
-            ws = self.workspace
             U = tape.input_buffer = ws.get("inputs", (n, 2, *y0.shape), y0)  # h_n, h~_n
             Wt = tape.weights = ws.get("weights", (n, 2, *y0.shape), y0)  # phi0 - s0, phi1
             S0 = tape.masks = ws.get("masks", (n, *y0.shape), y0)  # s0
             tape.fused = self.compile and _kernels.compiled() is not None
-            U[0, 0].copy_(y0)
-            h = U[0, 0]
+            tape.scratch = work
+            # every step's views at once (indexing costs microseconds a view)
+            hs, hts = U[:, 0].unbind(0), U[:, 1].unbind(0)
+            s0s, w0s, w1s = S0.unbind(0), Wt[:, 0].unbind(0), Wt[:, 1].unbind(0)
+            hs[0].copy_(y0)
+            h = hs[0]
         else:
             h = y0
-            states = (y0.new_empty(y0.shape), y0.new_empty(y0.shape))
-            predicted = y0.new_empty(y0.shape)
-        z0, z1 = y0.new_empty(y0.shape), y0.new_empty(y0.shape)  # (B, H) each
+            states = ws.get("states", (2, *y0.shape), y0).unbind(0)  # ping-pong h_n
         if self.compile and _kernels.compiled() is not None:
             step_fn = self._fused_step
             scratch = (y0.new_full((), dt),)
         else:
             step_fn = self._eager_step
-            scratch = (*(y0.new_empty(y0.shape) for _ in range(3)), y0.new_zeros(()))
+            scratch = (r0, r1, theta, y0.new_zeros(()))
         for step in range(n):
             if step == n - 1:
                 h_next = torch.empty_like(y0)
             else:
-                h_next = U[step + 1, 0] if record else states[step % 2]
-            ht = U[step, 1] if record else predicted
-            slots = (S0[step], Wt[step, 0], Wt[step, 1]) if record else None
+                h_next = hs[step + 1] if record else states[step % 2]
+            ht = hts[step] if record else predicted
+            slots = (s0s[step], w0s[step], w1s[step]) if record else None
             step_fn(WT, h, ht, h_next, z0, z1, dt, slots, scratch)
             if record:
                 tape.dts.append(dt)
-                tape.inputs.append([U[step, 0], U[step, 1]])
-                tape.aux.append([S0[step], None])
+                tape.inputs.append([hs[step], hts[step]])
+                tape.aux.append([s0s[step], None])
             h = h_next
         return Solution(h, t1, 2 * n, tape)
 
