@@ -27,7 +27,7 @@ import math
 import torch
 
 from eads._errors import ConfigError
-from eads.solve._base import AbstractFixedStep, Solution, Tape, VectorField
+from eads.solve._base import AbstractFixedStep, AbstractSolver, Solution, Tape, VectorField
 
 
 class EulerMaruyama(AbstractFixedStep):
@@ -111,6 +111,13 @@ class EulerMaruyama(AbstractFixedStep):
                 tape.inputs.append(inputs)
                 tape.aux.append(auxes)
         return Solution(y, t1, self.n_steps, tape)
+
+    def integrate_rectified(self, weight, y0, t0, t1, *, record=False):
+        """The coupling field ``relu(y W^T)`` through :meth:`integrate`, so the noise is drawn;
+        noiseless, the fixed-step fused path (the same numbers as Euler's)."""
+        if self.noiseless:
+            return AbstractFixedStep.integrate_rectified(self, weight, y0, t0, t1, record=record)
+        return AbstractSolver.integrate_rectified(self, weight, y0, t0, t1, record=record)
 
 
 __all__ = ["EulerMaruyama"]
