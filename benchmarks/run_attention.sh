@@ -32,8 +32,10 @@ pairs() {
 }
 report() {
     for d in full window8 pairs40k; do
-        [ -d "$RESULTS/$d/cells" ] && eads bench attention-report "$RESULTS/$d" > /dev/null \
-            && echo "$RESULTS/$d/results.md"
+        if [ -d "$RESULTS/$d/cells" ]; then
+            eads bench attention-report "$RESULTS/$d" > /dev/null
+            echo "$RESULTS/$d/results.md"
+        fi
     done
 }
 

@@ -75,3 +75,26 @@ def test_a_folder_that_is_no_attention_run_is_a_one_sentence_error(tmp_path):
     (tmp_path / "config.json").write_text('{"task": "pde"}')
     with pytest.raises(ConfigError, match="is not an attention benchmark run"):
         report_run(tmp_path)
+
+
+def test_the_runner_script_rebuilds_a_report_and_refuses_unknown_parts(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "run_attention.sh"
+    run_dir = tmp_path / "full"
+    cells = [Cell("attention", "tiny", "original")] + [
+        Cell("attention", "tiny", m, params={"layer": 0}) for m in ("eads", "npgl")
+    ]
+    run_cells(cells, _result, run_dir, progress=False)
+    config = {"task": "attention", "split": {"eval_index": [], "train_index": []}}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / "meta.json").write_text("{}")
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "RESULTS": str(tmp_path)}
+    done = subprocess.run([str(script), "report"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(run_dir / "results.md")
+    assert "40.00 [40.00, 40.00]" in (run_dir / "results.md").read_text()
+    bad = subprocess.run([str(script), "everything"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "run_attention.sh full" in bad.stderr
