@@ -98,6 +98,21 @@ def test_a_failed_cell_is_recorded_and_tried_again(tmp_path):
     assert calls == [cell.id] and result["status"] == "ok"
 
 
+def test_a_cell_another_runner_finished_meanwhile_is_skipped(tmp_path):
+    a, b, c = (Cell("t", "d", "m", seed=s) for s in range(3))
+    calls: list = []
+    other = _count([])
+
+    def first_and_the_other_runner(cell, run_dir):
+        if cell == a:  # while this runner works on a, a second one on the same directory does c
+            run_cells([c], other, run_dir, progress=False)
+        return _count(calls)(cell, run_dir)
+
+    results = run_cells([a, b, c], first_and_the_other_runner, tmp_path, progress=False)
+    assert calls == [a.id, b.id]  # c was planned here but found done when its turn came
+    assert [r["value"] for r in results] == [0, 10, 20]
+
+
 def test_the_old_import_path_is_the_same_object():
     from eads.tasks import executor
 

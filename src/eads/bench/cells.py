@@ -3,7 +3,10 @@
 A *cell* is one independent unit of a benchmark (dataset x resolution x model x seed ...). Each
 finished cell's result is written atomically to ``<run_dir>/cells/<cell id>.json``; re-running a
 benchmark into the same directory skips the cells whose result exists, so an interrupted grid
-finishes where it stopped. ``executor="local"`` runs cells one after another in this process
+finishes where it stopped. Each local cell is checked again just before it starts, so two
+processes given the same directory (say, two halves of a long grid on two cores) skip what the
+other finished; they may still duplicate the one cell both start at the same moment.
+``executor="local"`` runs cells one after another in this process
 (needs no Ray); ``executor="ray"`` submits them as Ray tasks (``ray.init()`` on this machine by
 default, or ``address=`` to join a cluster; ``pip install eads[distributed]``), retrying a task
 whose worker dies ``max_retries`` times and recording a cell that still fails with its error.
@@ -117,6 +120,9 @@ def run_cells(
     (run_dir / "cells").mkdir(parents=True, exist_ok=True)
     if executor == "local":
         for cell in tqdm(todo, desc="cells", disable=not progress):
+            if _done(run_dir, cell):  # another runner on the same directory finished it meanwhile
+                log.info("cell %s was finished by another runner; skipped", cell.id)
+                continue
             _run_one(fn, cell, run_dir)
     elif todo:
         _run_ray(todo, fn, run_dir, cpus_per_cell, gpus_per_cell, max_retries, progress)
