@@ -77,3 +77,33 @@ def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def word_tokenizer(words):
+    """A whitespace word-level Hugging Face tokenizer over ``words`` (``[UNK]``, ``[PAD]`` among
+    them), built in memory: the language-model tests need no downloaded vocabulary."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+
+
+def tiny_llama(vocab_size: int, n_layers: int = 2, *, tied: bool = True):
+    """A randomly initialised Llama (SmolLM2's architecture at toy size: hidden 32, 2 query and
+    1 key-value head), seeded 0, in eval mode."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=n_layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        tie_word_embeddings=tied,
+    )
+    return LlamaForCausalLM(config).eval()

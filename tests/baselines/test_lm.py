@@ -22,14 +22,8 @@ from torch import nn
 pytest.importorskip("transformers", reason="the llm extra (pip install eads[llm]) is missing")
 pytest.importorskip("tokenizers", reason="the llm extra (pip install eads[llm]) is missing")
 
-from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
-from transformers import (  # noqa: E402
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedTokenizerFast,  # noqa: E402
-)
+from conftest import tiny_llama, word_tokenizer  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 from eads._errors import ConfigError, DataError  # noqa: E402
 from eads.baselines import lm  # noqa: E402
@@ -48,24 +42,11 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+    return word_tokenizer(WORDS)
 
 
 def _llama() -> nn.Module:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(VOCAB)
 
 
 def _gpt2() -> nn.Module:

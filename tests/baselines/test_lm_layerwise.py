@@ -12,13 +12,10 @@ import torch
 
 pytest.importorskip("transformers", reason="the llm extra (pip install eads[llm]) is missing")
 
-from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
+from conftest import tiny_llama, word_tokenizer  # noqa: E402
 from transformers import (  # noqa: E402
     GPT2Config,
     GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedTokenizerFast,
 )
 
 from eads._errors import ConfigError  # noqa: E402
@@ -40,24 +37,12 @@ PASSAGES = [
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+    return word_tokenizer(WORDS)
 
 
 @pytest.fixture(scope="module")
 def llama():
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(WORDS),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(len(WORDS), n_layers=4, tied=False)
 
 
 def _kernel(u: torch.Tensor) -> torch.Tensor:

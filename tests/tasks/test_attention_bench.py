@@ -17,8 +17,8 @@ pytest.importorskip("transformers", reason="the llm extra (pip install eads[llm]
 pytest.importorskip("tokenizers", reason="the llm extra (pip install eads[llm]) is missing")
 pytest.importorskip("matplotlib", reason="matplotlib draws the benchmark's plots")
 
-from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+
+from conftest import tiny_llama, word_tokenizer  # noqa: E402
 
 from eads import ConfigError  # noqa: E402
 from eads.baselines.lm import LoadedLM  # noqa: E402
@@ -31,21 +31,7 @@ WORDS = [
 
 
 def _tiny_lm() -> LoadedLM:
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(WORDS),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
-    return LoadedLM(LlamaForCausalLM(config).eval(), tokenizer)
+    return LoadedLM(tiny_llama(len(WORDS)), word_tokenizer(WORDS))
 
 
 def _passages(n: int = 40) -> list[str]:
