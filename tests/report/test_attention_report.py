@@ -68,6 +68,41 @@ def test_a_run_in_progress_renders_its_finished_cells_with_exact_intervals(tmp_p
     assert "+20.00 [+20.00, +20.00]" in md
 
 
+def test_over_the_layers_mean_median_and_interval_signs_are_exact(tmp_path):
+    # constant NLLs: every resample gives the same perplexity, so each figure is known exactly
+    ppl = {"eads": {1: 51.0, 2: 52.0, 3: 80.0}, "npgl": {1: 55.0, 2: 50.0, 3: 90.0}}
+
+    def result(cell, run_dir):
+        out = _result(cell, run_dir)
+        if cell.model in ppl:
+            nll = [math.log(ppl[cell.model][cell.params["layer"]])] * N
+            out["lambada"].update(word_nll=nll, perplexity=math.exp(nll[0]))
+        return out
+
+    run_dir = tmp_path / "run"
+    cells = [Cell("attention", "tiny", "original")] + [
+        Cell("attention", "tiny", m, params={"layer": la}) for la in (1, 2, 3) for m in ppl
+    ]
+    run_cells(cells, result, run_dir, progress=False)
+    config = {"task": "attention", "split": {"eval_index": [], "train_index": []}}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / "meta.json").write_text("{}")
+    report_run(run_dir, plots=False)
+    o = json.loads((run_dir / "intervals.json").read_text())["overall"]
+    # EADS - original: +1, +2, +30; NP-GL: +5, 0, +40; NP-GL - EADS: +4, -2, +10
+    for key, mean, median in [("eads_dppl", 11.0, 2.0), ("npgl_dppl", 15.0, 5.0),
+                              ("npgl_minus_eads", 4.0, 4.0)]:  # fmt: skip
+        assert o[key]["value"] == pytest.approx(mean) and o[key]["hi"] == pytest.approx(mean)
+        assert o[f"{key}_median"] == pytest.approx({"value": median, "lo": median, "hi": median})
+    assert o["signs"] == {
+        "eads_dppl": {"above": 3, "below": 0, "include_0": 0},
+        "npgl_dppl": {"above": 2, "below": 0, "include_0": 1},
+        "npgl_minus_eads": {"above": 2, "below": 1, "include_0": 0},
+    }
+    md = (run_dir / "results.md").read_text()
+    assert "| NP-GL - EADS | +4.00 [+4.00, +4.00] | +4.00 [+4.00, +4.00] | 2 | 1 | 0 |" in md
+
+
 def test_a_folder_that_is_no_attention_run_is_a_one_sentence_error(tmp_path):
     with pytest.raises(ConfigError, match="is not an attention benchmark run"):
         report_run(tmp_path)

@@ -155,9 +155,20 @@ def intervals_of(results: list[dict], *, n_boot: int = N_BOOT, seed: int = 0) ->
                 m["original"]
             )
 
+        def median(m, fn):  # scalars (the point value) or (n_boot,) arrays (the resamples)
+            return np.median(np.stack([fn(m, la) for la in both]), axis=0)
+
+        def dppl(m, layer, model):
+            return np.exp(m[_key(model, layer)]) - np.exp(m["original"])
+
         stats["overall.eads_dppl"] = lambda m: avg(m, "eads")
         stats["overall.npgl_dppl"] = lambda m: avg(m, "npgl")
         stats["overall.npgl_minus_eads"] = lambda m: avg(m, "npgl") - avg(m, "eads")
+        stats["overall.eads_dppl_median"] = lambda m: median(m, lambda m, la: dppl(m, la, "eads"))
+        stats["overall.npgl_dppl_median"] = lambda m: median(m, lambda m, la: dppl(m, la, "npgl"))
+        stats["overall.npgl_minus_eads_median"] = lambda m: median(
+            m, lambda m, la: dppl(m, la, "npgl") - dppl(m, la, "eads")
+        )
     boot = paired_bootstrap(rows, stats, n_boot=n_boot, seed=seed)
     out: dict = {
         "n_passages": n, "n_boot": n_boot, "seed": seed, "level": LEVEL, "cells": {},
@@ -173,7 +184,21 @@ def intervals_of(results: list[dict], *, n_boot: int = N_BOOT, seed: int = 0) ->
             out["layers"].setdefault(group[1:], {})[figure] = value
         else:
             out["cells"].setdefault(group, {})[figure] = value
+    if both:
+        out["overall"]["signs"] = {
+            "eads_dppl": _signs(out["cells"][_key("eads", la)]["dppl"] for la in both),
+            "npgl_dppl": _signs(out["cells"][_key("npgl", la)]["dppl"] for la in both),
+            "npgl_minus_eads": _signs(out["layers"][str(la)]["npgl_minus_eads"] for la in both),
+        }
     return out
+
+
+def _signs(records) -> dict[str, int]:
+    """How many interval records lie wholly above 0, wholly below 0, or include 0."""
+    records = list(records)
+    above = sum(r["lo"] > 0 for r in records)
+    below = sum(r["hi"] < 0 for r in records)
+    return {"above": above, "below": below, "include_0": len(records) - above - below}
 
 
 def _ci(d: dict | None, spec: str) -> str:
@@ -379,7 +404,32 @@ def _comparison_markdown(intervals: dict) -> str:
             f" Mean degradation over those layers: EADS {_ci(o.get('eads_dppl'), '+.2f')}, "
             f"NP-GL {_ci(o.get('npgl_dppl'), '+.2f')}."
         )
+    if o.get("eads_dppl_median"):
+        note += "\n\n" + _overall_markdown(o)
     return markdown_table(head, body, align="rrrr") + "\n\n" + note
+
+
+def _overall_markdown(o: dict) -> str:
+    """Mean and median over the layers, and how many layers' intervals lie above, below or
+    across 0: the per-layer means are dominated by the few layers where a kernel fails, the
+    medians and counts are not."""
+    signs = o.get("signs", {})
+    rows = [
+        ("EADS - original", "eads_dppl"),
+        ("NP-GL - original", "npgl_dppl"),
+        ("NP-GL - EADS", "npgl_minus_eads"),
+    ]
+    body = []
+    for label, key in rows:
+        s = signs.get(key, {})
+        counts = [s.get(k, "-") for k in ("above", "below", "include_0")]
+        body.append([label, _ci(o.get(key), "+.2f"), _ci(o.get(f"{key}_median"), "+.2f"), *counts])
+    head = ["over the layers", "mean", "median", "layers > 0", "layers < 0", "layers incl. 0"]
+    return (
+        markdown_table(head, body, align="lrrrrr")
+        + f"\n\nOver the {o['n_layers']} layers where EADS and NP-GL both ran; a layer counts as"
+        " > 0 or < 0 when its 95 % interval lies wholly on that side."
+    )
 
 
 def summary_table(summary: str | Path | dict[str, Any]) -> str:
