@@ -80,6 +80,18 @@ def pde_plots(
         typer.echo(str(path))
 
 
+@bench.command("pde-report")
+def pde_report(
+    run_dir: Path = typer.Argument(..., help="A PDE benchmark run directory."),
+    plots: bool = typer.Option(True, help="Redraw plots/ too (default on)."),
+):
+    """Tables (results.md/csv/json) and plots of a PDE run from its finished cells; trains
+    nothing. Prints the path of results.md."""
+    from eads.report.pde import report_run
+
+    typer.echo(str(report_run(run_dir, plots=plots)))
+
+
 @bench.command("pde-references")
 def pde_references(run_dir: Path = typer.Argument(..., help="A PDE benchmark run directory.")):
     """Scores of predictors that learn nothing, on the run's data (into references.json)."""

@@ -106,6 +106,37 @@ def write_report(run_dir: str | Path, cells: list[Cell] | None = None, plots: bo
     return rows
 
 
+def report_run(run_dir: str | Path, plots: bool = True) -> Path:
+    """Rebuild a run's tables (and plots) from its finished cells, a run in progress included;
+    nothing is trained (``eads bench pde-report``). Returns the path of ``results.md``.
+
+    The cells are those ``config.json`` lists, or, for an older run whose config lists none,
+    every PDE cell file in ``cells/``.
+
+    Raises:
+        ConfigError: ``run_dir`` holds no PDE ``config.json`` and ``cells/``.
+    """
+    run_dir = Path(run_dir)
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        config = None
+    if (
+        not isinstance(config, dict)
+        or config.get("task") != "pde"
+        or not (run_dir / "cells").is_dir()
+    ):
+        raise ConfigError(
+            f"{str(run_dir)!r} is not a PDE benchmark run (no PDE config.json and cells/ in it)."
+        )
+    if "cells" in config:
+        cells = listed_cells(run_dir)
+    else:
+        cells = [Cell(**r["cell"]) for r in load_results(run_dir) if r["cell"].get("task") == "pde"]
+    write_report(run_dir, cells, plots=plots)
+    return run_dir / "results.md"
+
+
 def format_markdown(rows: list[dict]) -> str:
     """One line per data set x resolution x model: ``mean +- std`` over its finished seeds.
 
