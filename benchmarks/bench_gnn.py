@@ -6,6 +6,7 @@ Run from the repository root (one command regenerates ``benchmarks/results/gnn.j
     .venv/bin/python benchmarks/bench_gnn.py [--before /tmp/gnn_before.py] [--threads 1 2]
         [--datasets sz_taxi pems04 ...] [--models graph_wavenet mtgnn ddgcrn megacrn]
         [--repeats 3] [--batch 64] [--out benchmarks/results/gnn.json] [--append]
+    .venv/bin/python benchmarks/bench_gnn.py --table benchmarks/results/gnn.json   # Markdown
 
 For each data set (its node count: sz_taxi 156, nyc_taxi 69, beijing 12, texas 254, pems04 307,
 pems08 170), model (the paper defaults of :mod:`eads.baselines.gnn`, one input feature, 12 steps
@@ -121,6 +122,31 @@ def time_steps(models: dict, x, repeats: int) -> dict[str, list[float]]:
     return samples
 
 
+def table(path: str | Path, threads: int = 1) -> str:
+    """The Markdown table of a results file's rows at ``threads`` threads (no timing)."""
+    result = json.loads(Path(path).read_text())
+    head = "| data set | nodes | model | parameters | fwd+bwd GFLOP | s / batch | GFLOP/s | "
+    head += "of matmul rate | vs previous code |\n|---|---:|---|---:|---:|---:|---:|---:|---:|"
+    lines = [head]
+    order = {name: i for i, name in enumerate(MODELS)}
+    rows = [r for r in result["rows"] if r["threads"] == threads]
+    rows.sort(key=lambda r: (-r["nodes"], order.get(r["model"], 99)))
+    for r in rows:
+        a = r["after"]
+        speedup = f"{r['speedup']:.2f}x" if "speedup" in r else "-"
+        lines.append(
+            f"| {r['dataset']} | {r['nodes']} | {r['model']} | {r['parameters']:,} | "
+            f"{r['forward_backward_flops'] / 1e9:.1f} | {a['median_s']:.2f} | "
+            f"{a['achieved_gflops']:.0f} | {100 * a['fraction_of_matmul_rate']:.0f} % | {speedup} |"
+        )
+    rate = result["matmul_gflops_by_threads"][str(threads)]
+    lines.append(
+        f"\nBatch {result['batch']}, {result['history']} steps in and out, torch "
+        f"{result['torch']}, {threads} thread(s); matmul rate {rate:.0f} GFLOP/s (2048^2 GEMM)."
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(NODES), choices=list(NODES))
@@ -133,7 +159,11 @@ def main() -> None:
     parser.add_argument(
         "--append", action="store_true", help="keep the rows already in --out (another run)"
     )
+    parser.add_argument("--table", default=None, help="print a results file as Markdown; no run")
     args = parser.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
 
     before = _load_module(args.before) if args.before else None
     out = Path(args.out)

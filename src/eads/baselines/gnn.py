@@ -613,12 +613,75 @@ def _layer_norm_cnl(h: Tensor, norm: nn.LayerNorm) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
+class _DynamicGraphInput(torch.autograd.Function):
+    """DGCN's graph-filtered input ``[x, A x]`` with ``A = D^-1/2 R D^-1/2``,
+    ``R = relu(E E^T)``, ``D = diag(R 1)``, for E (B, N, D) and x (B, N, C), returned
+    node-major as (N, B, 2 C) for the node-adaptive product; nodes without edges give 0 (the
+    release's ``where(deg > 0, ...)``).
+
+    The backward is written out so that each (B, N, N) matrix is made and read as few times as
+    possible and every batched product gets contiguous operands: with ``s = deg^-1/2``,
+    ``y = s x``, ``u = R y``, and ``g_x0``, ``g_p`` the gradients of the ``x`` and ``A x = s u``
+    halves,
+
+    ``g_u = s g_p``, ``g_y = R^T g_u``, ``g_x = g_x0 + s g_y``,
+    ``g_s = sum_c (g_p u + g_y x)``, ``g_deg = -s^3 g_s / 2`` (0 where ``deg < 1e-12``, as the
+    clamp's gradient), ``g_R = g_u y^T + g_deg 1^T``, ``g_S = g_R [R > 0]``,
+    ``g_E = (g_S + g_S^T) E``.
+
+    ``R`` is recomputed in the backward (the same product, so the same bits) rather than kept:
+    one small GEMM instead of a (B, N, N) tensor per step held until the backward. Autograd's
+    version of the same formula spent as long again as these products in copies, gradient
+    additions, and products of mis-strided operands.
+    """
+
+    @staticmethod
+    def forward(ctx, e: Tensor, x: Tensor) -> Tensor:
+        x = x.contiguous()
+        r = torch.bmm(e, e.transpose(1, 2)).relu_()  # (B, N, N)
+        deg = r.sum(-1, keepdim=True)  # (B, N, 1)
+        s = torch.where(deg > 0, deg.clamp_min(1e-12).rsqrt(), torch.zeros_like(deg))
+        y = s * x  # (B, N, C)
+        u = torch.bmm(r, y)  # (B, N, C)
+        c = x.shape[-1]
+        out = x.new_empty(x.shape[1], x.shape[0], 2 * c)  # (N, B, 2 C)
+        out[..., :c].copy_(x.transpose(0, 1))
+        torch.mul(u.transpose(0, 1), s.transpose(0, 1), out=out[..., c:])
+        ctx.save_for_backward(e, x, deg, s, y, u)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor) -> tuple[Tensor, Tensor]:
+        e, x, deg, s, y, u = ctx.saved_tensors
+        r = torch.bmm(e, e.transpose(1, 2)).relu_()  # recomputed, the same bits as forward's
+        c = x.shape[-1]
+        g = g.transpose(0, 1)  # (B, N, 2 C)
+        gp = g[..., c:]
+        gu = torch.mul(gp, s, out=torch.empty_like(y))  # contiguous whatever g's layout
+        gy = torch.bmm(r.transpose(1, 2), gu)  # (B, N, C)
+        gs = (gp * u).sum(-1, keepdim=True) + (gy * x).sum(-1, keepdim=True)  # (B, N, 1)
+        gdeg = torch.where(deg >= 1e-12, -0.5 * s**3 * gs, torch.zeros_like(gs))
+        gr = torch.bmm(gu, y.transpose(1, 2)).add_(gdeg)  # (B, N, N)
+        # relu's own backward kernel: a (B, N, N) boolean mask (r > 0) cost ~7x as long
+        gr = torch.ops.aten.threshold_backward(gr, r, 0.0)  # 0 where R = 0
+        ge = torch.baddbmm(torch.bmm(gr, e), gr.transpose(1, 2), e)  # (B, N, D)
+        gx = torch.addcmul(g[..., :c], s, gy, out=torch.empty_like(x))
+        return ge, gx
+
+
 class _DynamicGraphConv(nn.Module):
     """DDGCRN's DGCN: a graph filtered from the current input, node-adaptive weights.
 
     ``E_t = tanh(E_dyn ⊙ FC(x_t))``, ``A_t = D^-1/2 relu(E_t E_t^T) D^-1/2``;
     ``out = [x, A_t x] W(E) + b(E)`` with ``W(E) = E W_pool`` (node-adaptive parameters as in
     AGCRN), ``E`` the static node embedding.
+
+    The node-adaptive product is one batched GEMM over nodes, ``[x, A_t x] (N, B, 2 C_in) @
+    W(E) (N, 2 C_in, C_out)``, on ``[x, A_t x]`` built node-major by
+    :class:`_DynamicGraphInput`, and returned as a (B, N, C_out) view:
+    ``einsum("bnki,nkio->bno")`` copied both operands (``W(E)`` into another order, at every
+    step) in the forward and again in the backward.
     """
 
     def __init__(
@@ -638,10 +701,13 @@ class _DynamicGraphConv(nn.Module):
         )
 
     def node_parameters(self, static_emb: Tensor) -> tuple[Tensor, Tensor]:
-        """``W(E) (N, 2, C_in, C_out)`` and ``b(E) (N, C_out)``: fixed over a window, so the
-        recurrences compute them once per forward pass rather than at every step."""
-        weights = torch.einsum("nd,dkio->nkio", static_emb, self.weights_pool)
-        return weights, static_emb @ self.bias_pool
+        """``W(E) (N, 2 C_in, C_out)`` (the ``[x, A_t x]`` blocks stacked) and ``b(E) (N, 1,
+        C_out)``: fixed over a window, so the recurrences compute them once per forward pass
+        rather than at every step."""
+        d, _, c_in, c_out = self.weights_pool.shape
+        weights = static_emb @ self.weights_pool.view(d, -1)  # (N, 2 C_in C_out)
+        bias = static_emb @ self.bias_pool  # (N, C_out)
+        return weights.view(-1, 2 * c_in, c_out), bias.unsqueeze(1)
 
     def forward(
         self,
@@ -652,14 +718,10 @@ class _DynamicGraphConv(nn.Module):
     ) -> Tensor:
         # x (B, N, C_in); dyn_emb (B, N, D) or (N, D); static_emb (N, D)
         nodevec = torch.tanh(dyn_emb * self.filter(x))  # (B, N, D)
-        r = F.relu(nodevec @ nodevec.transpose(1, 2))  # (B, N, N)
-        # D^-1/2 R D^-1/2 x as D^-1/2 (R (D^-1/2 x)): the scalings act on (B, N, C) vectors, so
-        # no normalised (B, N, N) copy (and its backward) is made; nodes without edges give 0.
-        deg = r.sum(-1, keepdim=True)  # (B, N, 1)
-        inv = torch.where(deg > 0, deg.clamp_min(1e-12).rsqrt(), torch.zeros_like(deg))
-        xg = torch.stack([x, inv * (r @ (inv * x))], dim=2)  # (B, N, 2, C_in)
+        xg = _DynamicGraphInput.apply(nodevec, x)  # [x, A_t x] node-major, (N, B, 2 C_in)
         weights, bias = self.node_parameters(static_emb) if params is None else params
-        return torch.einsum("bnki,nkio->bno", xg, weights) + bias
+        out = torch.baddbmm(bias, xg, weights)  # (N, B, 2 C_in) @ (N, 2 C_in, C_out)
+        return out.transpose(0, 1)  # (B, N, C_out)
 
 
 class _DDGCRNCell(nn.Module):
@@ -678,7 +740,8 @@ class _DDGCRNCell(nn.Module):
         zr = torch.sigmoid(self.gate(torch.cat([x, state], -1), dyn_emb, static_emb, gate_p))
         z, r = zr.split(self.hidden, dim=-1)
         cand = torch.tanh(self.update(torch.cat([x, z * state], -1), dyn_emb, static_emb, update_p))
-        return r * state + (1 - r) * cand  # (B, N, hidden)
+        # r * state + (1 - r) * cand in one kernel rather than four
+        return torch.lerp(cand, state, r)  # (B, N, hidden)
 
 
 class _DGCRM(nn.Module):
@@ -691,8 +754,12 @@ class _DGCRM(nn.Module):
         )
 
     def forward(self, x: Tensor, dyn_emb: Tensor, static_emb: Tensor) -> Tensor:
-        # x (B, T, N, C); dyn_emb (B, T, N, D) -> last hidden state (B, N, hidden)
-        seq = x
+        # x (B, T, N, C); dyn_emb (B, T, N, D), or (N, D) when it does not vary -> last hidden
+        # state (B, N, hidden). The steps are unbound once (indexing x[:, t] would give every
+        # step a full-size zero gradient in the backward), and only the last layer's final
+        # state is kept.
+        seq = x.unbind(1)
+        dyn = dyn_emb.unbind(1) if dyn_emb.dim() == 4 else [dyn_emb] * len(seq)
         for cell in self.cells:
             state = x.new_zeros(x.shape[0], x.shape[2], cell.hidden)
             params = (
@@ -700,11 +767,11 @@ class _DGCRM(nn.Module):
                 cell.update.node_parameters(static_emb),
             )
             outs = []
-            for t in range(seq.shape[1]):
-                state = cell(seq[:, t], state, dyn_emb[:, t], static_emb, params)
+            for inp, emb in zip(seq, dyn, strict=True):
+                state = cell(inp, state, emb, static_emb, params)
                 outs.append(state)
-            seq = torch.stack(outs, dim=1)  # (B, T, N, hidden)
-        return seq[:, -1]
+            seq = outs
+        return state
 
 
 class DDGCRN(AbstractGraphForecaster):
@@ -778,7 +845,7 @@ class DDGCRN(AbstractGraphForecaster):
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
         b, t, n, _ = x.shape
-        dyn = self.node_emb.expand(b, t, n, -1)  # (B, T, N, D)
+        dyn = self.node_emb  # (N, D), or (B, T, N, D) with time embeddings
         if self.tod_feature is not None:
             idx = (x[..., self.tod_feature] * self.steps_per_day).long()
             dyn = dyn * self.tod_emb[idx.clamp(0, self.steps_per_day - 1)]
