@@ -103,6 +103,38 @@ def test_over_the_layers_mean_median_and_interval_signs_are_exact(tmp_path):
     assert "| NP-GL - EADS | +4.00 [+4.00, +4.00] | +4.00 [+4.00, +4.00] | 2 | 1 | 0 |" in md
 
 
+def test_two_runs_compare_kernel_by_kernel_with_exact_paired_differences(tmp_path):
+    from eads.report.attention import compare_runs
+
+    def run(name, ppl_eads, eval_index):
+        def result(cell, run_dir):
+            out = _result(cell, run_dir)
+            if cell.model == "eads":
+                nll = [math.log(ppl_eads)] * N
+                out["lambada"].update(word_nll=nll, perplexity=ppl_eads)
+                out["training"]["kernel_val_r2"] = ppl_eads / 100
+            return out
+
+        cells = [Cell("attention", name, "original")] + [
+            Cell("attention", name, m, params={"layer": 3}) for m in ("eads", "npgl")
+        ]
+        run_cells(cells, result, tmp_path / name, progress=False)
+        config = {"task": "attention", "split": {"eval_index": eval_index}}
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+        return tmp_path / name
+
+    base, other = run("base", 40.0, [1, 2]), run("other", 45.0, [1, 2])
+    md = compare_runs(base, other)
+    # EADS: 45 - 40 on every resample; NP-GL: the same 60 in both runs
+    assert "| 3 | EADS | 40.00 | 45.00 | +5.00 [+5.00, +5.00] | 0.400 | 0.450 |" in md
+    assert "| 3 | NP-GL | 60.00 | 60.00 | +0.00 [+0.00, +0.00] |" in md
+    elsewhere = run("elsewhere", 45.0, [1, 3])
+    with pytest.raises(ConfigError, match="other evaluation passages"):
+        compare_runs(base, elsewhere)
+    with pytest.raises(ConfigError, match="is not an attention benchmark run"):
+        compare_runs(base, tmp_path)
+
+
 def test_a_folder_that_is_no_attention_run_is_a_one_sentence_error(tmp_path):
     with pytest.raises(ConfigError, match="is not an attention benchmark run"):
         report_run(tmp_path)

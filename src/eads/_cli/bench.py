@@ -219,6 +219,17 @@ def attention_report(
     typer.echo(report_run(run_dir))
 
 
+@bench.command("attention-compare")
+def attention_compare(
+    base: Path = typer.Argument(..., help="The base attention run (e.g. the full run)."),
+    other: Path = typer.Argument(..., help="A run on the same passages (e.g. an ablation)."),
+):
+    """Kernels finished in both runs: other - base perplexity with paired bootstrap intervals."""
+    from eads.report.attention import compare_runs
+
+    typer.echo(compare_runs(base, other))
+
+
 @bench.command()
 def attention(
     run_dir: Path | None = _RUN_DIR,

@@ -439,6 +439,27 @@ def summary_table(summary: str | Path | dict[str, Any]) -> str:
     return format_table(summary["rows"])
 
 
+def _read_run(run_dir: Path) -> tuple[dict, list[dict]]:
+    """An attention run's ``config.json`` and readable cell results; ConfigError if it is none."""
+    from eads._errors import ConfigError
+    from eads.bench.cells import load_results
+
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    if (
+        not isinstance(config, dict)
+        or config.get("task") != "attention"
+        or not (run_dir / "cells").is_dir()
+    ):
+        raise ConfigError(
+            f"{str(run_dir)!r} is not an attention benchmark run (no attention config.json and "
+            "cells/ in it)."
+        )
+    return config, [r for r in load_results(run_dir) if r["cell"].get("task") == "attention"]
+
+
 def report_run(run_dir: str | Path, plots: bool = True) -> str:
     """Rebuild a run's tables, intervals and plots from its ``config.json`` and finished cells
     (a run in progress included: its finished layers only); nothing is trained or scored.
@@ -447,22 +468,73 @@ def report_run(run_dir: str | Path, plots: bool = True) -> str:
     Raises:
         ConfigError: ``run_dir`` is not an attention benchmark run.
     """
-    from eads._errors import ConfigError
-    from eads.bench.cells import load_results
-
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, ValueError):
-        config = {}
-    if config.get("task") != "attention" or not (run_dir / "cells").is_dir():
-        raise ConfigError(
-            f"{str(run_dir)!r} is not an attention benchmark run (no attention config.json and "
-            "cells/ in it)."
-        )
-    results = [r for r in load_results(run_dir) if r["cell"].get("task") == "attention"]
+    config, results = _read_run(run_dir)
     return write_report(run_dir, results, config, wall_s=0.0, plots=plots)
+
+
+def compare_runs(
+    base_dir: str | Path, other_dir: str | Path, *, n_boot: int = N_BOOT, seed: int = 0
+) -> str:
+    """Markdown: each kernel (model x layer) finished in both runs, ``other - base`` perplexity
+    with its paired bootstrap 95 % interval, and both held-out R2s and pair counts.
+
+    For an ablation run on the same evaluation passages as a base run (``eads bench attention
+    --window 8`` or ``--max-pairs 40000`` against the full run): every passage's NLL is paired
+    across the two runs, so the interval is that of the paired difference. ``eads bench
+    attention-compare``.
+
+    Raises:
+        ConfigError: either directory is not an attention run, or the two runs did not score
+            the same evaluation passages (``config.json``'s ``split.eval_index``).
+    """
+    from eads._errors import ConfigError
+
+    base_dir, other_dir = Path(base_dir), Path(other_dir)
+    (cb, rb), (co, ro) = _read_run(base_dir), _read_run(other_dir)
+    if cb.get("split", {}).get("eval_index") != co.get("split", {}).get("eval_index"):
+        raise ConfigError(
+            f"{str(other_dir)!r} scored other evaluation passages than {str(base_dir)!r}; "
+            "a paired comparison needs the same passages (the same n_eval and split_seed)."
+        )
+
+    def kernels(results):
+        return {
+            (r["cell"]["model"], r["cell"]["params"]["layer"]): r
+            for r in results
+            if r.get("status") == "ok" and r["cell"]["model"] != "original"
+        }
+
+    kb, ko = kernels(rb), kernels(ro)
+    both = sorted(set(kb) & set(ko), key=lambda k: (k[1], list(MODEL_LABELS).index(k[0])))
+    rows = {}
+    for m, la in both:
+        rows[f"b_{m}_{la}"] = np.asarray(kb[m, la]["lambada"]["word_nll"])
+        rows[f"o_{m}_{la}"] = np.asarray(ko[m, la]["lambada"]["word_nll"])
+    stats = {
+        f"{m}_{la}": (lambda mm, k=f"{m}_{la}": np.exp(mm[f"o_{k}"]) - np.exp(mm[f"b_{k}"]))
+        for m, la in both
+    }
+    boot = paired_bootstrap(rows, stats, n_boot=n_boot, seed=seed) if both else {}
+    body = []
+    for m, la in both:
+        b, o = kb[m, la], ko[m, la]
+        body.append([
+            la, MODEL_LABELS.get(m, m),
+            fmt(b["lambada"]["perplexity"], ".2f"), fmt(o["lambada"]["perplexity"], ".2f"),
+            _ci(boot[f"{m}_{la}"], "+.2f"),
+            fmt(b["training"].get("kernel_val_r2"), ".3f"),
+            fmt(o["training"].get("kernel_val_r2"), ".3f"),
+            b["training"].get("n_train_pairs", "-"), o["training"].get("n_train_pairs", "-"),
+            f"{b['window']} / {o['window']}" if "window" in b and "window" in o else "-",
+        ])  # fmt: skip
+    head = ["layer", "model", "base ppl", "other ppl", "other - base", "base R2", "other R2",
+            "base pairs", "other pairs", "window"]  # fmt: skip
+    note = (
+        f"base: `{base_dir}`, other: `{other_dir}`; perplexity points, paired bootstrap "
+        f"{100 * LEVEL:.0f} % intervals ({n_boot} resamples of the same evaluation passages)."
+    )
+    return markdown_table(head, body, align="rlrrrrrrrl") + "\n\n" + note
 
 
 def write_report(
