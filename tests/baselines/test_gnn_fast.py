@@ -16,14 +16,6 @@ import torch.nn.functional as tf
 from eads.baselines import gnn
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _ref_graph(nodevec, x):
     r = tf.relu(nodevec @ nodevec.transpose(1, 2))
     deg = r.sum(-1, keepdim=True)
