@@ -169,6 +169,27 @@ def load_results(run_dir: str | Path, cells: list[Cell] | None = None) -> list[d
     return [r for r in found if r is not None]
 
 
+def read_run_config(run_dir: str | Path, task: str, label: str) -> dict:
+    """``run_dir``'s ``config.json`` when it is a ``task`` benchmark run with a ``cells/``
+    folder; otherwise a one-sentence :class:`ConfigError` calling it "not a ``label`` benchmark
+    run" (a report reads only run directories, so this is its one check of its input)."""
+    run_dir = Path(run_dir)
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        config = None
+    if (
+        not isinstance(config, dict)
+        or config.get("task") != task
+        or not (run_dir / "cells").is_dir()
+    ):
+        raise ConfigError(
+            f"{str(run_dir)!r} is not {label} benchmark run (no {label.split()[-1]} config.json "
+            "and cells/ in it)."
+        )
+    return config
+
+
 def _done(run_dir: Path, cell: Cell) -> bool:
     result = read_cell(_result_path(run_dir, cell), cell)
     return result is not None and result["status"] == "ok"

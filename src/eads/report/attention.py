@@ -441,22 +441,9 @@ def summary_table(summary: str | Path | dict[str, Any]) -> str:
 
 def _read_run(run_dir: Path) -> tuple[dict, list[dict]]:
     """An attention run's ``config.json`` and readable cell results; ConfigError if it is none."""
-    from eads._errors import ConfigError
-    from eads.bench.cells import load_results
+    from eads.bench.cells import load_results, read_run_config
 
-    try:
-        config = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        config = {}
-    if (
-        not isinstance(config, dict)
-        or config.get("task") != "attention"
-        or not (run_dir / "cells").is_dir()
-    ):
-        raise ConfigError(
-            f"{str(run_dir)!r} is not an attention benchmark run (no attention config.json and "
-            "cells/ in it)."
-        )
+    config = read_run_config(run_dir, "attention", "an attention")
     return config, [r for r in load_results(run_dir) if r["cell"].get("task") == "attention"]
 
 

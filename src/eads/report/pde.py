@@ -20,7 +20,7 @@ import numpy as np
 
 from eads._errors import ConfigError
 from eads.bench.budget import CAP_MARK, CAP_NOTE, stop_mark
-from eads.bench.cells import Cell, load_results
+from eads.bench.cells import Cell, load_results, read_run_config
 from eads.bench.tables import (
     fmt_mean_std,
     group_rows,
@@ -117,18 +117,7 @@ def report_run(run_dir: str | Path, plots: bool = True) -> Path:
         ConfigError: ``run_dir`` holds no PDE ``config.json`` and ``cells/``.
     """
     run_dir = Path(run_dir)
-    try:
-        config = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        config = None
-    if (
-        not isinstance(config, dict)
-        or config.get("task") != "pde"
-        or not (run_dir / "cells").is_dir()
-    ):
-        raise ConfigError(
-            f"{str(run_dir)!r} is not a PDE benchmark run (no PDE config.json and cells/ in it)."
-        )
+    config = read_run_config(run_dir, "pde", "a PDE")
     if "cells" in config:
         cells = listed_cells(run_dir)
     else:
