@@ -122,6 +122,23 @@ def leftovers(folder: Path):
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(".tmp-"))
 
 
+def test_an_atomic_write_keeps_the_mode_of_the_file_it_replaces_or_the_umasks(tmp_path):
+    import os
+
+    new = tmp_path / "new.json"
+    umask = os.umask(0o022)
+    try:
+        atomic_write_json(new, {})
+    finally:
+        os.umask(umask)
+    assert new.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0o600
+    old = tmp_path / "old.txt"
+    old.write_text("x")
+    old.chmod(0o640)
+    atomic_write_text(old, "y")
+    assert old.read_text() == "y" and old.stat().st_mode & 0o777 == 0o640
+
+
 def test_atomic_write_leaves_nothing_when_the_writer_raises(tmp_path):
     target = tmp_path / "out.bin"
 

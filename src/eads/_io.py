@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,9 +25,18 @@ TEMPORARY_PREFIX = ".tmp-"
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write to; on success it replaces ``path`` atomically."""
+    """Yield a temporary path to write to; on success it replaces ``path`` atomically.
+
+    The result keeps the permissions of the file it replaces, or gets the umask's for a new
+    file (``mkstemp``'s owner-only mode would otherwise leak into every result and page)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_file():
+        mode = stat.S_IMODE(target.stat().st_mode)
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(
         prefix=f"{TEMPORARY_PREFIX}{target.name}-", suffix=target.suffix, dir=target.parent
     )
@@ -36,6 +46,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, mode)
         if _faults.ARMED:
             _faults.point(f"before-rename:{target.name}")
         os.replace(tmp_path, target)

@@ -19,9 +19,7 @@ outside the markers.
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,24 +218,11 @@ def refresh(
             copies[root / dst] = data
     if not check:
         for page, new in rewritten.items():
-            _write(page, new.encode("utf-8"))
+            atomic_write_bytes(page, new.encode("utf-8"))
         for dst, data in copies.items():
-            _write(dst, data)
+            atomic_write_bytes(dst, data)
     return report
 
 
 def _rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
-
-
-def _write(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` atomically, keeping its permissions (a new file: the umask's), not
-    the temporary file's owner-only ones."""
-    if path.is_file():
-        mode = stat.S_IMODE(path.stat().st_mode)
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    atomic_write_bytes(path, data)
-    os.chmod(path, mode)
