@@ -9,6 +9,7 @@ round trip, and the probe's update counts, all computed by hand. Nothing reads d
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -279,3 +280,197 @@ def test_the_probe_counts_the_updates_of_a_strided_epoch():
     assert out["n_train_windows"] == 6 and out["updates_per_epoch"] == 2
     assert out["n_val_windows"] == 4 and out["n_train_windows_total"] == 11
     assert out["s_per_epoch"] == pytest.approx(2 * out["s_per_update"] + out["s_validation"])
+
+
+# ------------------------------------------------------------------ checkpoints and resume
+
+
+class _Killed(Exception):
+    pass
+
+
+class _Noisy(AbstractForecaster):
+    """A dropout MLP on random windows, Adam on the masked MSE: its training draws from torch's
+    RNG (dropout) and its optimiser and plateau schedule carry state, so a resumed run matches
+    an unbroken one only if the checkpoint restores all of them. ``kill_at``: raise after that
+    many updates (a kill mid-epoch, after the last checkpoint)."""
+
+    def __init__(self, splits, lr=0.05, kill_at=None):
+        torch.manual_seed(3)
+        model = torch.nn.Sequential(
+            torch.nn.Flatten(),
+            torch.nn.Linear(6, 16),
+            torch.nn.Dropout(0.3),
+            torch.nn.Linear(16, 6),
+        )
+        super().__init__(model, splits, lr)
+        self.opt = torch.optim.Adam(model.parameters(), lr=lr)
+        self.kill_at, self.updates = kill_at, 0
+
+    def forward_z(self, x):
+        return self.model(x).reshape(len(x), self.horizon, self.n_nodes)
+
+    def step(self, x, y, m):
+        if self.kill_at is not None and self.updates == self.kill_at:
+            raise _Killed
+        self.updates += 1
+        self.model.train()
+        loss = ((self.forward_z(x) - y) ** 2)[m].mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+
+def _noisy_splits():
+    rng = np.random.default_rng(0)
+
+    def windows(n):
+        w = _Windows(n, nodes=3, horizon=2)
+        w.x = rng.normal(size=(n, 2, 3, 1)).astype(np.float32)
+        w.y = (w.x[:, :, :, 0] * 0.5 + rng.normal(scale=0.3, size=(n, 2, 3))).astype(np.float32)
+        return w
+
+    return SimpleNamespace(
+        train=windows(40),
+        val=windows(12),
+        test=windows(5),
+        scaler=_Scaler(),
+        history=2,
+        horizon=2,
+        target_feature=0,
+    )
+
+
+def _noisy_budget():
+    return Budget(epochs=40, batch_size=8, patience=4, schedule="plateau", schedule_patience=1)
+
+
+def _same_run(a, b):
+    for key in (
+        "epochs",
+        "updates",
+        "best_epoch",
+        "best_update",
+        "best_val_mae",
+        "stop_reason",
+        "train_loss",
+        "lr_per_epoch",
+    ):
+        assert a[key] == b[key], key
+    assert [c[:1] + c[2:] for c in a["val_curve"]] == [c[:1] + c[2:] for c in b["val_curve"]]
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_unbroken_runs_result(tmp_path):
+    splits, budget, protocol = _noisy_splits(), _noisy_budget(), WindowProtocol()
+    ref = _Noisy(splits)
+    unbroken = train_forecaster(ref, splits, budget, protocol, 0, make_scheduler=make_scheduler)
+    assert unbroken["stop_reason"] == "patience" and unbroken["epochs"] >= 8  # a real run
+    assert len(set(unbroken["lr_per_epoch"])) > 1  # the schedule acted: its state matters
+    ckpt = tmp_path / "run.pt"
+    # 5 updates an epoch: killed in epoch 9, after 8 checkpointed epochs; the plateau schedule
+    # then holds one bad epoch (best at 7), so a fresh one would not halve the lr after epoch 9
+    with pytest.raises(_Killed):
+        train_forecaster(
+            _Noisy(splits, kill_at=42),
+            splits,
+            budget,
+            protocol,
+            0,
+            make_scheduler=make_scheduler,
+            checkpoint=ckpt,
+        )
+    fc = _Noisy(splits)
+    resumed = train_forecaster(
+        fc, splits, budget, protocol, 0, make_scheduler=make_scheduler, checkpoint=ckpt
+    )
+    assert resumed["resumed_at_epoch"] == 8 and unbroken["resumed_at_epoch"] == 0
+    assert fc.updates == unbroken["updates"] - 40  # epochs 1-8 were not trained again
+    _same_run(resumed, unbroken)
+    for k, v in ref.model.state_dict().items():
+        assert torch.equal(v, fc.model.state_dict()[k]), k
+    # the run is finished: again from its checkpoint, it returns at once with the same result
+    again = _Noisy(splits, kill_at=0)  # any update would raise
+    _same_run(
+        train_forecaster(
+            again, splits, budget, protocol, 0, make_scheduler=make_scheduler, checkpoint=ckpt
+        ),
+        unbroken,
+    )
+    assert torch.equal(again.model[1].weight, ref.model[1].weight)
+
+
+def test_a_foreign_or_corrupt_checkpoint_is_ignored_and_the_run_starts_afresh(tmp_path, caplog):
+    splits, budget, protocol = _noisy_splits(), _noisy_budget(), WindowProtocol()
+    unbroken = train_forecaster(
+        _Noisy(splits), splits, budget, protocol, 0, make_scheduler=make_scheduler
+    )
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(_Killed):
+        train_forecaster(
+            _Noisy(splits, kill_at=12),
+            splits,
+            budget,
+            protocol,
+            0,
+            make_scheduler=make_scheduler,
+            checkpoint=ckpt,
+            key={"trial": 0},
+        )
+    for other in ({"key": {"trial": 1}}, {"key": {"trial": 0}, "seed": 1}):
+        fc = _Noisy(splits, kill_at=0)
+        with caplog.at_level("WARNING"), pytest.raises(_Killed):  # trains from epoch 0
+            train_forecaster(
+                fc,
+                splits,
+                budget,
+                protocol,
+                other.get("seed", 0),
+                make_scheduler=make_scheduler,
+                checkpoint=ckpt,
+                key=other["key"],
+            )
+        assert "belongs to another run" in caplog.text
+        caplog.clear()
+    ckpt.write_bytes(b"not a checkpoint")
+    with caplog.at_level("WARNING"):
+        fresh = train_forecaster(
+            _Noisy(splits),
+            splits,
+            budget,
+            protocol,
+            0,
+            make_scheduler=make_scheduler,
+            checkpoint=ckpt,
+        )
+    assert "unreadable" in caplog.text and fresh["resumed_at_epoch"] == 0
+    _same_run(fresh, unbroken)
+
+
+def test_the_lr_grid_resumes_each_lr_from_its_own_checkpoint(tmp_path):
+    splits, protocol = _noisy_splits(), WindowProtocol()
+    budget = replace(_noisy_budget(), lr_grid=(0.05, 0.01))
+    kills = iter([None, 20])  # the first lr finishes, the second is killed in its 5th epoch
+
+    def build(lr, kill=True):
+        return _Noisy(splits, lr=lr, kill_at=next(kills) if kill else None)
+
+    with pytest.raises(_Killed):
+        train_forecaster_grid(
+            build, splits, budget, protocol, 0, make_scheduler=make_scheduler, partial=tmp_path
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr0.01.pt", "lr0.05.pt"]
+    _, unbroken = train_forecaster_grid(
+        lambda lr: build(lr, False), splits, budget, protocol, 0, make_scheduler=make_scheduler
+    )
+    _, resumed = train_forecaster_grid(
+        lambda lr: build(lr, False),
+        splits,
+        budget,
+        protocol,
+        0,
+        make_scheduler=make_scheduler,
+        partial=tmp_path,
+    )
+    assert resumed["candidates"] == unbroken["candidates"]
+    _same_run(resumed, unbroken)

@@ -55,6 +55,9 @@ def test_quick_run_writes_the_run_directory(quick_run):
     ):
         assert (run_dir / name).is_file(), name
     assert len(list((run_dir / "cells").glob("*.json"))) == len(MODELS)
+    # the trained cells checkpointed every epoch; each finished cell removed its checkpoints
+    partial = run_dir / "partial"
+    assert partial.is_dir() and not any(partial.iterdir())
     meta = json.loads((run_dir / "meta.json").read_text())
     assert {"seed", "revision", "device"} <= set(meta)
     config = json.loads((run_dir / "config.json").read_text())

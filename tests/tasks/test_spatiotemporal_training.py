@@ -82,3 +82,63 @@ def test_a_reference_model_is_not_trained_but_scored_like_the_trained_ones():
     assert training["stop_reason"] == "none" and training["epochs"] == 0 and selection is None
     assert training["best_val_mae"] == pytest.approx(2.0)
     assert fc.opt is None  # nothing to train
+
+
+def _random_splits(n_train=32, nodes=2, history=3, horizon=2):
+    rng = np.random.default_rng(1)
+
+    def windows(n):
+        x = rng.normal(size=(n, history, nodes, 1)).astype(np.float32)
+        y = x[:, -horizon:, :, 0] * 0.8 + rng.normal(scale=0.2, size=(n, horizon, nodes))
+        return _Windows(x=x, y=y.astype(np.float32), y_mask=np.ones((n, horizon, nodes), bool))
+
+    return SimpleNamespace(
+        train=windows(n_train),
+        val=windows(12),
+        scaler=_Scaler(),
+        horizon=horizon,
+        target_feature=0,
+    )
+
+
+def test_a_killed_eads_selection_continues_to_the_unbroken_searchs_choice(tmp_path, monkeypatch):
+    # 2 TPE trials, each to patience; the run is killed in the second trial's training. Run
+    # again on the same folder, the search proposes the same trials, the first returns from its
+    # finished checkpoint, the second continues: trials, choice and record are the unbroken's.
+    from eads.bench.budget import Budget
+
+    splits = _random_splits()
+    data = SimpleNamespace(adjacency=np.ones((2, 2)))
+    budget = Budget(epochs=30, batch_size=8, patience=3, select_trials=2, schedule="none")
+    protocol = WindowProtocol()
+    fc0, unbroken, sel0 = fcs.fit_forecaster("eads", data, splits, budget, protocol, seed=0)
+    first_updates = sel0["trials"][0]["epochs"] * 4  # 32 windows, batch 8
+
+    class Killed(Exception):
+        pass
+
+    calls = {"n": 0, "kill_after": first_updates + 6}  # trial 1, 2 updates into epoch 2
+    step = fcs.EADSForecaster.step
+
+    def dying_step(self, x, y, m):
+        calls["n"] += 1
+        if calls["n"] > calls["kill_after"]:
+            raise Killed
+        return step(self, x, y, m)
+
+    monkeypatch.setattr(fcs.EADSForecaster, "step", dying_step)
+    with pytest.raises(Killed):
+        fcs.fit_forecaster("eads", data, splits, budget, protocol, seed=0, partial=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trial0.pt", "trial1.pt"]
+    calls.update(n=0, kill_after=10**9)
+    fc1, resumed, sel1 = fcs.fit_forecaster(
+        "eads", data, splits, budget, protocol, seed=0, partial=tmp_path
+    )
+    strip = lambda trials: [{k: v for k, v in t.items() if k != "seconds"} for t in trials]  # noqa: E731
+    assert strip(sel1["trials"]) == strip(sel0["trials"]) and sel1["params"] == sel0["params"]
+    # trial 0 trained nothing again, trial 1 only from its checkpointed epoch 1 on
+    assert calls["n"] == sel0["trials"][1]["epochs"] * 4 - 4
+    for key in ("best_val_mae", "epochs", "updates", "train_loss", "lr"):
+        assert resumed[key] == unbroken[key], key
+    for k, v in fc0.model.state_dict().items():
+        assert np.array_equal(v.numpy(), fc1.model.state_dict()[k].numpy()), k

@@ -24,28 +24,33 @@ Layout (:mod:`eads.data.spatiotemporal`): windows ``x (B, history, N, F)`` z-sco
 Why not :func:`eads.fit` (:mod:`eads.bench.training`): its validation loss is the unmasked MSE
 of standardised outputs; here every model stops on the same criterion, the masked validation
 MAE in data units, and trains on its own loss (a masked MAE, EC-Train's clamped error, a
-conditional likelihood). When not to use: a model whose training needs the whole split at once
-(no minibatches), or a cell that must resume mid-training after a kill (no checkpoints here: a
-killed cell restarts from its first epoch).
+conditional likelihood). Each run can checkpoint after every epoch and continue after a kill
+(``checkpoint=`` / ``partial=``), as the core loop's runs do. When not to use: a model whose
+training needs the whole split at once (no minibatches).
 """
 
 from __future__ import annotations
 
 import abc
+import logging
 import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from eads._errors import ConfigError, DataError
+from eads._io import atomic_write_with
 from eads.bench.budget import Budget
 from eads.bench.metrics import forecast_metrics_report, masked_mae
 from eads.bench.training import count_parameters
+
+log = logging.getLogger(__name__)
 
 #: ``make_scheduler(optimizer, train_config)``: torch's scheduler for the budget's schedule, or
 #: None for a constant learning rate (:func:`eads.learn.loop.make_scheduler`)
@@ -141,6 +146,80 @@ def validation_mae(fc, val, protocol: WindowProtocol) -> float:
     return masked_mae(fc.predict(val.x[vi]), val.y[vi], val.y_mask[vi])
 
 
+@dataclass
+class _Progress:
+    """Where a :func:`train_forecaster` run stands after an epoch: what its checkpoint holds
+    besides the tensors."""
+
+    epoch: int = 0
+    epochs_done: float = 0.0
+    steps: int = 0
+    best_val: float = math.inf
+    best_update: int = 0
+    best_epoch: float = 0.0
+    since_best: int = 0
+    stop: str = ""
+    elapsed_s: float = 0.0
+    val_curve: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)
+    lrs: list = field(default_factory=list)
+
+
+def _identity(fc, budget: Budget, protocol: WindowProtocol, seed: int, n: int, key) -> dict:
+    """What a checkpoint must have been written by to be resumed: the lr, seed, the budget's
+    training settings, the window protocol, the training windows, the parameters' shapes and
+    the caller's ``key`` (e.g. a selection trial's hyperparameters)."""
+    settings = {k: v for k, v in budget.to_params().items() if k not in ("max_time_s", "lr_grid")}
+    shapes = {k: list(v.shape) for k, v in fc.model.state_dict().items() if torch.is_tensor(v)}
+    return {
+        "lr": float(fc.lr),
+        "seed": int(seed),
+        "budget": settings,
+        "protocol": {k: v for k, v in asdict(protocol).items() if k != "max_test_windows"},
+        "n_train_windows": int(n),
+        "shapes": shapes,
+        "key": dict(key or {}),
+    }
+
+
+def _save_progress(path: Path, fc, scheduler, best_state, progress: _Progress, identity) -> None:
+    """Write the run's state after an epoch, atomically (``torch.save``; read back with
+    ``weights_only=True``, so a checkpoint can hold no code)."""
+    state = {
+        "format": 1,
+        "identity": identity,
+        "progress": asdict(progress),
+        "model": fc.model.state_dict(),
+        "best": best_state,
+        "opt": fc.opt.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
+
+
+def _load_progress(path: Path, fc, scheduler, identity) -> tuple[dict, _Progress] | None:
+    """Restore a run from its checkpoint; None (and a warning: the run starts afresh) when the
+    file is corrupt or was written by another run (:func:`_identity`)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != 1 or state.get("identity") != identity:
+            log.warning("checkpoint %s belongs to another run; training starts afresh", path)
+            return None
+        fc.model.load_state_dict(state["model"])
+        fc.opt.load_state_dict(state["opt"])
+        if scheduler is not None and state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        progress = _Progress(**state["progress"])
+        best = state["best"]
+    except Exception as exc:  # a damaged file raises one of several types
+        log.warning("checkpoint %s is unreadable (%s); training starts afresh", path, exc)
+        return None
+    log.info("resuming %s after epoch %d", path, progress.epoch)
+    return best, progress
+
+
 def train_forecaster(
     fc,
     splits,
@@ -150,6 +229,8 @@ def train_forecaster(
     *,
     make_scheduler: SchedulerFactory,
     progress: bool = False,
+    checkpoint: str | Path | None = None,
+    key: dict | None = None,
 ) -> dict:
     """Minibatch training of ``fc`` to validation patience; returns its training record.
 
@@ -162,11 +243,18 @@ def train_forecaster(
     of training (checked after each epoch, as the core loop does). The best state is restored.
     A non-finite training loss raises :class:`eads.DataError` naming the lr.
 
+    ``checkpoint``: a file written atomically after every epoch (the model, optimiser, schedule,
+    best state, torch's RNG state and the curves), from which a killed run continues where it
+    stopped: an interrupted and resumed run gives the record and parameters of an unbroken one
+    (tests/bench/test_forecasting.py), except the wall times. A run already finished returns at
+    once. A checkpoint that is unreadable or was written by another run (other lr, seed, budget,
+    protocol, parameter shapes or ``key``) is ignored with a warning, and the run starts afresh.
+
     ``fc``: an :class:`AbstractForecaster` (or anything with its ``model``, ``opt``, ``lr``,
     ``predict``, ``targets_z`` and ``step``). The record holds the stop reason in the core's
     words (``stop_reason``, :data:`eads.bench.budget.STOP_REASONS`), the best epoch and update,
     the validation curve ``[update, seconds, val_mae, epoch]``, the mean training loss and the
-    lr of each epoch.
+    lr of each epoch, and ``resumed_at_epoch`` (0 for an unbroken run).
     """
     from tqdm.auto import tqdm
 
@@ -176,31 +264,39 @@ def train_forecaster(
     vx, vy, vm = va.x[vi], va.y[vi], va.y_mask[vi]
     n = len(ti)
     scheduler = make_scheduler(fc.opt, budget.train_config("backprop", lr=fc.lr, seed=seed))
-    best_state = {k: v.detach().clone() for k, v in fc.model.state_dict().items()}
-    best_val, best_update, best_epoch, since_best = math.inf, 0, 0.0, 0
-    steps, stop = 0, ""
-    val_curve, train_loss, lrs = [], [], []
-    t0 = time.perf_counter()
+    checkpoint = None if checkpoint is None else Path(checkpoint)
+    identity = _identity(fc, budget, protocol, seed, n, key)
+    restored = None
+    if checkpoint is not None and checkpoint.is_file():
+        restored = _load_progress(checkpoint, fc, scheduler, identity)
+    if restored is None:
+        best_state = {k: v.detach().clone() for k, v in fc.model.state_dict().items()}
+        p = _Progress()
+    else:
+        best_state, p = restored
+    resumed_at = p.epoch
+    t0 = time.perf_counter() - p.elapsed_s
 
     def validate(epoch: float) -> float:
-        nonlocal best_val, best_state, best_update, best_epoch, since_best
+        nonlocal best_state
         v = masked_mae(fc.predict(vx), vy, vm)
-        val_curve.append([steps, round(time.perf_counter() - t0, 3), v, round(epoch, 4)])
-        if v < best_val:
-            best_val, best_update, best_epoch, since_best = v, steps, epoch, 0
+        p.val_curve.append([p.steps, round(time.perf_counter() - t0, 3), v, round(epoch, 4)])
+        if v < p.best_val:
+            p.best_val, p.best_update, p.best_epoch, p.since_best = v, p.steps, epoch, 0
             best_state = {k: t.detach().clone() for k, t in fc.model.state_dict().items()}
         else:
-            since_best += 1
+            p.since_best += 1
         return v
 
     def out_of_patience() -> bool:
-        return budget.patience > 0 and since_best >= budget.patience
+        return budget.patience > 0 and p.since_best >= budget.patience
 
-    bar = tqdm(total=budget.epochs, desc="epochs", disable=not progress, leave=False)
-    epoch, epochs_done = 0, 0.0
-    while not stop:
-        lrs.append(float(fc.opt.param_groups[0]["lr"]))
-        order = ti[np.random.default_rng(seed + epoch).permutation(n)]
+    bar = tqdm(
+        total=budget.epochs, initial=p.epoch, desc="epochs", disable=not progress, leave=False
+    )
+    while not p.stop:
+        p.lrs.append(float(fc.opt.param_groups[0]["lr"]))
+        order = ti[np.random.default_rng(seed + p.epoch).permutation(n)]
         total, count = 0.0, 0
         for i in range(0, n, budget.batch_size):
             idx = np.sort(order[i : i + budget.batch_size])
@@ -209,49 +305,52 @@ def train_forecaster(
             loss = fc.step(x, y, m)
             if not math.isfinite(loss):
                 raise DataError(
-                    f"The training loss became {loss} at epoch {epoch}; lower the learning "
+                    f"The training loss became {loss} at epoch {p.epoch}; lower the learning "
                     f"rate (lr={fc.lr:g})."
                 )
-            total, count, steps = total + loss * len(idx), count + len(idx), steps + 1
-            if protocol.val_every and steps % protocol.val_every == 0 and count < n:
-                validate(epoch + count / n)
+            total, count, p.steps = total + loss * len(idx), count + len(idx), p.steps + 1
+            if protocol.val_every and p.steps % protocol.val_every == 0 and count < n:
+                validate(p.epoch + count / n)
                 if out_of_patience():
-                    stop, epochs_done = "patience", epoch + count / n
+                    p.stop, p.epochs_done = "patience", p.epoch + count / n
                     break
-        train_loss.append(total / max(count, 1))
-        if stop:
-            break
-        epoch += 1
-        epochs_done = float(epoch)
-        current = validate(float(epoch))
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(current)
-        elif scheduler is not None:
-            scheduler.step()
-        bar.update(1)
-        if out_of_patience():
-            stop = "patience"
-        elif epoch >= budget.epochs:
-            stop = "epoch_cap"
-        elif budget.max_time_s is not None and time.perf_counter() - t0 > budget.max_time_s:
-            stop = "wall_time"
+        p.train_loss.append(total / max(count, 1))
+        if not p.stop:
+            p.epoch += 1
+            p.epochs_done = float(p.epoch)
+            current = validate(float(p.epoch))
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(current)
+            elif scheduler is not None:
+                scheduler.step()
+            bar.update(1)
+            if out_of_patience():
+                p.stop = "patience"
+            elif p.epoch >= budget.epochs:
+                p.stop = "epoch_cap"
+            elif budget.max_time_s is not None and time.perf_counter() - t0 > budget.max_time_s:
+                p.stop = "wall_time"
+        if checkpoint is not None:
+            p.elapsed_s = time.perf_counter() - t0
+            _save_progress(checkpoint, fc, scheduler, best_state, p, identity)
     bar.close()
     fc.model.load_state_dict(best_state)
     return {
-        "train_time_s": time.perf_counter() - t0,
-        "epochs": round(epochs_done, 3),
-        "updates": steps,
+        "train_time_s": time.perf_counter() - t0 if checkpoint is None else p.elapsed_s,
+        "epochs": round(p.epochs_done, 3),
+        "updates": p.steps,
         "lr": fc.lr,
-        "best_update": best_update,
-        "best_epoch": best_epoch,
-        "best_val_mae": best_val,
-        "stopped_by": stop,
-        "stop_reason": stop,  # the core's words (eads.bench.budget.STOP_REASONS)
+        "best_update": p.best_update,
+        "best_epoch": p.best_epoch,
+        "best_val_mae": p.best_val,
+        "stopped_by": p.stop,
+        "stop_reason": p.stop,  # the core's words (eads.bench.budget.STOP_REASONS)
         "n_train_windows": n,
-        "val_curve": val_curve,
+        "val_curve": p.val_curve,
         "val_curve_columns": ["update", "seconds", "val_mae", "epoch"],
-        "train_loss": train_loss,
-        "lr_per_epoch": lrs,
+        "train_loss": p.train_loss,
+        "lr_per_epoch": p.lrs,
+        "resumed_at_epoch": resumed_at,
     }
 
 
@@ -264,17 +363,29 @@ def train_forecaster_grid(
     *,
     make_scheduler: SchedulerFactory,
     progress: bool = False,
+    partial: str | Path | None = None,
 ) -> tuple[Any, dict]:
     """:func:`train_forecaster` on a fresh ``build(lr)`` for every lr of ``budget.lr_grid``;
     returns the run of the lowest best validation MAE (the first on a tie) and its record, with
     one summary per lr under ``candidates`` (``lr``, ``best_val_mae``, ``epochs``,
-    ``stopped_by``)."""
+    ``stopped_by``).
+
+    ``partial``: the folder of the runs' per-epoch checkpoints, ``lr<lr:g>.pt`` each (a
+    killed grid continues; the finished lrs return at once); None: no checkpoints."""
     best = None
     candidates = []
     for lr in budget.lr_grid:
         fc = build(lr)
+        ckpt = None if partial is None else Path(partial) / f"lr{lr:g}.pt"
         training = train_forecaster(
-            fc, splits, budget, protocol, seed, make_scheduler=make_scheduler, progress=progress
+            fc,
+            splits,
+            budget,
+            protocol,
+            seed,
+            make_scheduler=make_scheduler,
+            progress=progress,
+            checkpoint=ckpt,
         )
         candidates.append({k: training[k] for k in ("lr", "best_val_mae", "epochs", "stopped_by")})
         if best is None or training["best_val_mae"] < best[1]["best_val_mae"]:

@@ -26,6 +26,8 @@ When not to use: outside this suite's windows and z-units (the framings assume
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -201,20 +203,36 @@ def build_forecaster(
     return GNNForecaster(model, splits, lr, **(optimizer or {}))
 
 
-def select_eads(data, splits, budget, protocol, seed: int, progress: bool = False):
+def select_eads(data, splits, budget, protocol, seed: int, progress: bool = False, partial=None):
     """EADS's T, coupling init and lr chosen on validation: ``budget.select_trials`` TPE trials
     of :func:`eads.tasks.select.run_search` over :func:`eads.tasks.select.eads_space`
     (``n_hidden`` fixed at :data:`EADS_HIDDEN`), each trained to patience by
     :func:`eads.bench.forecasting.train_forecaster` and scored by its best masked validation
     MAE; returns the chosen trial's forecaster, its training record, and the selection's
-    summary with the trial table."""
+    summary with the trial table.
+
+    ``partial``: the folder of the trials' per-epoch checkpoints (``trial<i>.pt``, keyed by the
+    trial's settings). A killed search run again proposes the same trials (the sampler is
+    seeded per trial over the finished ones), the finished ones return from their last
+    checkpoint at once, and the one that was training continues from its last epoch."""
     from eads.learn.loop import make_scheduler
     from eads.tasks.select import TrialOutcome, eads_space, run_search
 
+    trial = iter(range(budget.select_trials))
+
     def objective(params, report):
+        number = next(trial)
         fc = build_forecaster("eads", data, splits, float(params["lr"]), seed, params=params)
         tr = train_forecaster(
-            fc, splits, budget, protocol, seed, make_scheduler=make_scheduler, progress=progress
+            fc,
+            splits,
+            budget,
+            protocol,
+            seed,
+            make_scheduler=make_scheduler,
+            progress=progress,
+            checkpoint=None if partial is None else Path(partial) / f"trial{number}.pt",
+            key=dict(params),
         )
         return TrialOutcome(
             score=tr["best_val_mae"],
@@ -242,9 +260,13 @@ def fit_forecaster(
     widths: dict | None = None,
     optimizer: dict | None = None,
     progress: bool = False,
+    partial=None,
 ):
     """``model_name`` built and trained to ``budget``; returns the forecaster, its training
     record and its selection summary (None unless EADS's validation search ran).
+
+    ``partial``: a folder for the per-epoch checkpoints of the training runs, so a killed cell
+    continues (:func:`eads.bench.forecasting.train_forecaster`); None: none.
 
     ``budget`` None: no training (historical average, last value); the record still holds the
     masked validation MAE every trained model stops on, for the learning-curve plots. EADS with
@@ -257,13 +279,20 @@ def fit_forecaster(
         fc = build_forecaster(model_name, data, splits, 0.0, seed)
         return fc, {**_NO_TRAINING, "best_val_mae": validation_mae(fc, splits.val, protocol)}, None
     if model_name == "eads" and budget.select_trials > 0:
-        return select_eads(data, splits, budget, protocol, seed, progress)
+        return select_eads(data, splits, budget, protocol, seed, progress, partial)
 
     def build(lr: float) -> AbstractForecaster:
         return build_forecaster(model_name, data, splits, lr, seed, widths, optimizer)
 
     fc, training = train_forecaster_grid(
-        build, splits, budget, protocol, seed, make_scheduler=make_scheduler, progress=progress
+        build,
+        splits,
+        budget,
+        protocol,
+        seed,
+        make_scheduler=make_scheduler,
+        progress=progress,
+        partial=partial,
     )
     return fc, training, None
 

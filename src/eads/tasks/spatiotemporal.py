@@ -44,6 +44,7 @@ from eads.bench.budget import Budget
 from eads.bench.cells import Cell, run_cells
 from eads.bench.forecasting import WindowProtocol, evaluate_forecaster, probe_updates
 from eads.bench.suite import parse_names, parse_seeds
+from eads.bench.training import discard_partial, partial_dir
 from eads.data.custom_st import CUSTOM, CustomData, spec_key
 from eads.report.spatiotemporal import (
     CSV_FIELDS,
@@ -220,11 +221,12 @@ def _run_cell(cell: Cell, run_dir: Path) -> dict:
     protocol = WindowProtocol(**p["protocol"])
     data, splits = _splits(cell.dataset, p.get("path"), p.get("steps"), spec_key(p.get("custom")))
     widths, optimizer, progress = p.get("widths"), p.get("optimizer"), bool(p.get("progress"))
+    partial = partial_dir(run_dir, cell)
     fc, training, selection = fit_forecaster(
-        cell.model, data, splits, budget, protocol, cell.seed, widths, optimizer, progress
+        cell.model, data, splits, budget, protocol, cell.seed, widths, optimizer, progress, partial
     )
     units = UNITS.get(cell.dataset, UNITS[CUSTOM])
-    return {
+    record = {
         **evaluate_forecaster(
             fc, splits, protocol, units=units, plot_nodes=PLOT_NODES, plot_windows=PLOT_WINDOWS
         ),
@@ -237,6 +239,8 @@ def _run_cell(cell: Cell, run_dir: Path) -> dict:
         "reference_node": getattr(fc.model, "reference", None),
         "selection": selection,
     }
+    discard_partial(run_dir, cell)  # the cell is done: its result replaces its checkpoints
+    return record
 
 
 def probe_epoch_cost(
