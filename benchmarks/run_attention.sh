@@ -5,6 +5,8 @@
 #   benchmarks/run_attention.sh full      # all 30 layers x EADS, NP-GL, mean output (1000 passages)
 #   benchmarks/run_attention.sh window    # ablation: EADS with an 8-token window on 4 layers
 #   benchmarks/run_attention.sh pairs     # check: EADS and NP-GL with 40,000 training pairs, 3 layers
+#   benchmarks/run_attention.sh pairs80k  # the same with 80,000 pairs from 2000 training passages
+#   benchmarks/run_attention.sh pairs160k # EADS alone with 160,000 pairs from 4000 passages
 #   benchmarks/run_attention.sh all       # the three, in that order
 #   benchmarks/run_attention.sh report    # rebuild every part's tables and plots from its cells
 #
@@ -30,8 +32,16 @@ pairs() {
     eads bench attention --run-dir "$RESULTS/pairs40k" --layers 5,15,25 --models eads,npgl \
         --max-pairs 40000
 }
+pairs80k() {
+    eads bench attention --run-dir "$RESULTS/pairs80k" --layers 5,15,25 --models eads,npgl \
+        --n-train 2000 --max-pairs 80000
+}
+pairs160k() {  # 4000 of the 4153 passages left beside the 1000 evaluation passages
+    eads bench attention --run-dir "$RESULTS/pairs160k" --layers 5,15,25 --models eads \
+        --n-train 4000 --max-pairs 160000
+}
 report() {
-    for d in full window8 pairs40k; do
+    for d in full window8 pairs40k pairs80k pairs160k; do
         if [ -d "$RESULTS/$d/cells" ]; then
             eads bench attention-report "$RESULTS/$d" > /dev/null
             echo "$RESULTS/$d/results.md"
@@ -43,7 +53,9 @@ case "${1:-}" in
     full) full ;;
     window) window ;;
     pairs) pairs ;;
+    pairs80k) pairs80k ;;
+    pairs160k) pairs160k ;;
     all) full; window; pairs ;;
     report) report ;;
-    *) sed -n '2,10p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,12p' "$0" >&2; exit 2 ;;
 esac
