@@ -8,7 +8,7 @@
 #
 # Every finished cell (data set x model x seed) is a file under $RUN_DIR/cells; a cell already
 # there is skipped, so a killed run resumes by running the same command again (the cell that
-# was training restarts from its first epoch). The table ($RUN_DIR/results.md, results.json,
+# was training continues from its last epoch's checkpoint in $RUN_DIR/partial/). The table ($RUN_DIR/results.md, results.json,
 # table.txt, plots/) is rebuilt from every cell of $RUN_DIR after each invocation. Meant for the
 # background, e.g.:
 #

@@ -145,3 +145,46 @@ def test_the_committed_run_still_plots(tmp_path):
     written = {p.name for p in rst.plot_results(run)}
     assert "learning_sz_taxi.png" in written and "cost.png" in written
     assert np.isfinite(json.loads((RUN / "relative.json").read_text())[0]["eads"])
+
+
+CONVERGED = RUN.parent / "converged"
+
+
+def test_the_converged_run_rebuilds_its_committed_results_md(tmp_path, monkeypatch, capsys):
+    """``eads bench spatiotemporal-report`` on a copy of the converged run's ``config.json`` and
+    ``cells/``: the committed ``results.md``, ``table.txt`` and ``relative.json`` come back byte
+    for byte (it fails when cells were committed without rerunning the command), the cells are
+    untouched and nothing is trained (no ``partial/``)."""
+    from conftest import run_cli
+
+    run = tmp_path / "converged"
+    run.mkdir()
+    shutil.copy(CONVERGED / "config.json", run / "config.json")
+    shutil.copytree(CONVERGED / "cells", run / "cells")
+    cells_before = {p.name: p.read_bytes() for p in (run / "cells").iterdir()}
+
+    code, out, err = run_cli(monkeypatch, capsys, "bench", "spatiotemporal-report", run)
+
+    assert code == 0, err
+    assert out == f"{run / 'results.md'}\n"
+    for name in ("results.md", "table.txt", "relative.json"):
+        assert (run / name).read_bytes() == (CONVERGED / name).read_bytes(), (
+            f"benchmarks/results/spatiotemporal/converged/{name} is stale against its cells: "
+            "rerun `eads bench spatiotemporal-report benchmarks/results/spatiotemporal/converged`"
+        )
+    assert {p.name: p.read_bytes() for p in (run / "cells").iterdir()} == cells_before
+    assert "partial" not in {p.name for p in run.iterdir()}
+    assert (run / "plots" / "learning_beijing_pm25.png").is_file()
+
+
+def test_a_folder_that_is_not_a_spatiotemporal_run_is_one_sentence(tmp_path, monkeypatch, capsys):
+    from conftest import run_cli
+
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "config.json").write_text(json.dumps({"task": "pde"}))
+
+    code, out, err = run_cli(monkeypatch, capsys, "bench", "spatiotemporal-report", tmp_path)
+
+    assert code == 2 and out == ""
+    assert "is not a spatio-temporal benchmark run" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells", "config.json"]

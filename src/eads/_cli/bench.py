@@ -209,6 +209,18 @@ def spatiotemporal(
     typer.echo(f"run directory: {d}")
 
 
+@bench.command("spatiotemporal-report")
+def spatiotemporal_report(
+    run_dir: Path = typer.Argument(..., help="A spatio-temporal benchmark run directory."),
+    plots: bool = typer.Option(True, help="Redraw plots/ too (default on)."),
+):
+    """Tables (results.md/csv/json, table.txt, relative.json) and plots of a spatio-temporal
+    run from its finished cells; trains nothing. Prints the path of results.md."""
+    from eads.report.spatiotemporal import report_run
+
+    typer.echo(str(report_run(run_dir, plots=plots)))
+
+
 @bench.command("attention-report")
 def attention_report(
     run_dir: Path = typer.Argument(..., help="An attention benchmark run directory."),

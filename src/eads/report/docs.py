@@ -31,6 +31,7 @@ from eads._io import atomic_write_bytes
 BLOCKS: dict[str, str] = {
     "pde-released": "benchmarks/results/pde/released",
     "attention-full": "benchmarks/results/attention/full",
+    "st-converged": "benchmarks/results/spatiotemporal/converged",
 }
 
 #: Plot in a run directory -> its copy under ``docs/`` (both relative to the repository root);
@@ -46,6 +47,9 @@ PLOTS: dict[str, str] = {
         "docs/img/pde_released_predictions.png"
     ),
     "benchmarks/results/pde/released/plots/cost.png": "docs/img/pde_released_cost.png",
+    "benchmarks/results/spatiotemporal/converged/plots/learning_beijing_pm25.png": (
+        "docs/img/st_converged_learning_beijing_pm25.png"
+    ),
 }
 
 # A marker anywhere in a page: ``<!-- results:begin NAME -->`` or ``<!-- results:end NAME -->``.

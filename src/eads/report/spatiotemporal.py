@@ -8,8 +8,9 @@ windows used, the best epoch, the MAPE tolerance);
 :func:`write_report` writes ``results.json``, ``relative.json``, ``results.csv``, ``table.txt``
 (:func:`format_table`), ``results.md`` (:func:`format_markdown`: ``mean +- std`` over seeds, a
 cell that a cap stopped marked :data:`eads.bench.budget.CAP_MARK`) and ``plots/``
-(:func:`plot_results`). Cells of the earlier CPU-minute protocol (wall caps, no stride) render
-as they did. Nothing here trains.
+(:func:`plot_results`); :func:`report_run` rebuilds all of them from a run directory alone
+(``eads bench spatiotemporal-report``). Cells of the earlier CPU-minute protocol (wall caps, no
+stride) render as they did. Nothing here trains.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from eads.bench.budget import CAP_MARK, CAP_NOTE, stop_mark
-from eads.bench.cells import load_results
+from eads.bench.cells import load_results, read_run_config
 from eads.bench.tables import (
     fmt,
     fmt_mean_std,
@@ -481,3 +482,19 @@ def write_report(
     if plots:
         plot_results(run_dir)
     return table
+
+
+def report_run(run_dir: str | Path, plots: bool = True) -> Path:
+    """Rebuild a run's tables (and plots) from its ``config.json`` and finished cells, a run in
+    progress included; nothing is trained (``eads bench spatiotemporal-report``). The files are
+    those the benchmark writes after each invocation (:func:`write_report`), so a rebuild of a
+    run whose cells have not changed reproduces its ``results.md`` byte for byte. Returns the
+    path of ``results.md``.
+
+    Raises:
+        ConfigError: ``run_dir`` holds no spatio-temporal ``config.json`` and ``cells/``.
+    """
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir, "spatiotemporal", "a spatio-temporal")
+    write_report(run_dir, results_in_order(run_dir), config.get("skipped", {}), plots=plots)
+    return run_dir / "results.md"
