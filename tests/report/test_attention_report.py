@@ -165,3 +165,48 @@ def test_the_runner_script_rebuilds_a_report_and_refuses_unknown_parts(tmp_path)
     assert "40.00 [40.00, 40.00]" in (run_dir / "results.md").read_text()
     bad = subprocess.run([str(script), "everything"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "run_attention.sh full" in bad.stderr
+
+
+def test_a_data_curve_over_runs_has_exact_gains_and_paired_intervals(tmp_path, monkeypatch, capsys):
+    """Three runs that differ in training pairs only: per kernel, the R2 gain over the next smaller
+    count and the perplexity change against the same run's original are exact (constant NLLs);
+    a kernel found in one run alone is left out; other passages or another window are refused."""
+    from conftest import run_cli
+
+    from eads.report.attention import data_curve, format_data_curve
+
+    def run(name, pairs, r2, ppl_eads, layers=(3,), window=4, eval_index=(1, 2)):
+        def result(cell, run_dir):
+            out = _result(cell, run_dir)
+            if cell.model == "eads":
+                nll = [math.log(ppl_eads)] * N
+                out["lambada"].update(word_nll=nll, perplexity=ppl_eads)
+                out["training"].update(kernel_val_r2=r2, n_train_pairs=pairs)
+                out["window"] = window
+            return out
+
+        cells = [Cell("attention", name, "original")] + [
+            Cell("attention", name, "eads", params={"layer": la}) for la in layers
+        ]
+        run_cells(cells, result, tmp_path / name, progress=False)
+        config = {"task": "attention", "split": {"eval_index": list(eval_index)}}
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+        return tmp_path / name
+
+    runs = [run("a", 100, 0.50, 45.0, layers=(3, 7)), run("b", 200, 0.60, 42.0),
+            run("c", 400, 0.65, 41.0)]  # fmt: skip
+    rows = data_curve(runs[::-1])  # any order of the runs
+    assert [(r["layer"], r["pairs"]) for r in rows] == [(3, 100), (3, 200), (3, 400)]
+    assert [r["dppl"]["value"] for r in rows] == pytest.approx([-5.0, -8.0, -9.0])
+    assert [r["dppl"]["hi"] - r["dppl"]["lo"] for r in rows] == pytest.approx([0.0, 0.0, 0.0])
+    md = format_data_curve(rows)
+    assert "| 3 | EADS | 200 | 0.600 | +0.100 | -8.00 [-8.00, -8.00] |" in md
+    assert "| 3 | EADS | 400 | 0.650 | +0.050 | -9.00 [-9.00, -9.00] |" in md
+    plot = tmp_path / "curve.png"
+    code, out, err = run_cli(monkeypatch, capsys, "bench", "attention-data", *runs, "--plot", plot)
+    assert code == 0, err
+    assert out.startswith("| layer | kernel |") and plot.stat().st_size > 0
+    with pytest.raises(ConfigError, match="windows of 4, 8 tokens"):
+        data_curve([runs[0], run("w8", 100, 0.5, 45.0, window=8)])
+    with pytest.raises(ConfigError, match="other evaluation passages"):
+        data_curve([runs[0], run("elsewhere", 100, 0.5, 45.0, eval_index=(1, 3))])

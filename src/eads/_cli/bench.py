@@ -231,6 +231,21 @@ def attention_report(
     typer.echo(report_run(run_dir))
 
 
+@bench.command("attention-data")
+def attention_data(
+    run_dirs: list[Path] = typer.Argument(..., help="Attention runs differing in pairs only."),
+    plot: Path | None = typer.Option(None, help="Also draw R2 and perplexity vs pairs here."),
+):
+    """Each kernel's held-out R2 and perplexity change against its training pairs, over runs
+    that differ only in --max-pairs / --n-train (the same passages and window)."""
+    from eads.report.attention import data_curve, format_data_curve, plot_data_curve
+
+    rows = data_curve(run_dirs)
+    typer.echo(format_data_curve(rows))
+    if plot is not None:
+        typer.echo(f"plot: {plot_data_curve(rows, plot)}")
+
+
 @bench.command("attention-compare")
 def attention_compare(
     base: Path = typer.Argument(..., help="The base attention run (e.g. the full run)."),

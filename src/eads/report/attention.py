@@ -20,7 +20,7 @@ import numpy as np
 
 from eads.bench.bootstrap import LEVEL, N_BOOT, paired_bootstrap
 from eads.bench.budget import CAP_MARK, CAP_NOTE, STOP_LABELS, stop_mark
-from eads.bench.tables import fmt, markdown_table, write_csv, write_json, write_text
+from eads.bench.tables import fmt, group_rows, markdown_table, write_csv, write_json, write_text
 
 #: Display names, in table order (the suite's models, :mod:`eads.tasks.attention`, and the
 #: original model).
@@ -475,15 +475,10 @@ def compare_runs(
         ConfigError: either directory is not an attention run, or the two runs did not score
             the same evaluation passages (``config.json``'s ``split.eval_index``).
     """
-    from eads._errors import ConfigError
 
     base_dir, other_dir = Path(base_dir), Path(other_dir)
     (cb, rb), (co, ro) = _read_run(base_dir), _read_run(other_dir)
-    if cb.get("split", {}).get("eval_index") != co.get("split", {}).get("eval_index"):
-        raise ConfigError(
-            f"{str(other_dir)!r} scored other evaluation passages than {str(base_dir)!r}; "
-            "a paired comparison needs the same passages (the same n_eval and split_seed)."
-        )
+    _same_passages([base_dir, other_dir], [cb, co])
 
     def kernels(results):
         return {
@@ -522,6 +517,125 @@ def compare_runs(
         f"{100 * LEVEL:.0f} % intervals ({n_boot} resamples of the same evaluation passages)."
     )
     return markdown_table(head, body, align="rlrrrrrrrl") + "\n\n" + note
+
+
+def _same_passages(dirs: list[Path], configs: list[dict]) -> None:
+    """ConfigError unless every run scored the evaluation passages of the first."""
+    from eads._errors import ConfigError
+
+    first = configs[0].get("split", {}).get("eval_index")
+    for d, c in zip(dirs[1:], configs[1:], strict=True):
+        if c.get("split", {}).get("eval_index") != first:
+            raise ConfigError(
+                f"{str(d)!r} scored other evaluation passages than {str(dirs[0])!r}; "
+                "a paired comparison needs the same passages (the same n_eval and split_seed)."
+            )
+
+
+def data_curve(run_dirs: list[str | Path], *, n_boot: int = N_BOOT, seed: int = 0) -> list[dict]:
+    """How each kernel (model x layer) changes with its training pairs, over several runs that
+    differ in ``--max-pairs`` / ``--n-train`` only: one row per kernel and run, for the kernels
+    found in two runs or more, sorted by model, layer and pairs, with the held-out R2 and the
+    perplexity change against the original model of the same run (paired bootstrap 95 %
+    interval; :func:`intervals_of`). ``eads bench attention-data``.
+
+    Raises:
+        ConfigError: a directory is not an attention run, the runs scored other evaluation
+            passages, or one model's kernels saw other windows in different runs (a window
+            ablation is not a data curve).
+    """
+    from eads._errors import ConfigError
+
+    dirs = [Path(d) for d in run_dirs]
+    runs = [_read_run(d) for d in dirs]
+    _same_passages(dirs, [c for c, _ in runs])
+    rows = []
+    for d, (_, results) in zip(dirs, runs, strict=True):
+        cells = intervals_of(results, n_boot=n_boot, seed=seed).get("cells", {})
+        for r in results:
+            m = r["cell"]["model"]
+            if r.get("status") != "ok" or m == "original":
+                continue
+            layer = r["cell"]["params"]["layer"]
+            rows.append({
+                "run": str(d), "model": m, "layer": layer, "window": r.get("window"),
+                "pairs": r["training"].get("n_train_pairs"),
+                "r2": r["training"].get("kernel_val_r2"),
+                "dppl": cells.get(_key(m, layer), {}).get("dppl"),
+            })  # fmt: skip
+    for m in {r["model"] for r in rows}:
+        windows = sorted({str(r["window"]) for r in rows if r["model"] == m})
+        if len(windows) > 1:
+            raise ConfigError(
+                f"the runs' {MODEL_LABELS.get(m, m)} kernels saw windows of {', '.join(windows)} "
+                "tokens; a data curve needs one window per model."
+            )
+    runs_of = group_rows(rows, lambda r: (r["model"], r["layer"]))
+    rows = [r for r in rows if len(runs_of[r["model"], r["layer"]]) > 1]  # curves, not points
+    order = list(MODEL_LABELS)
+    return sorted(rows, key=lambda r: (order.index(r["model"]), r["layer"], r["pairs"] or 0))
+
+
+def format_data_curve(rows: list[dict]) -> str:
+    """Markdown of :func:`data_curve`: per kernel and pair count, R2, its gain over the previous
+    count of the same kernel, and the perplexity change with its interval."""
+    body, prev = [], {}
+    for r in rows:
+        k = (r["model"], r["layer"])
+        gain = "-" if k not in prev or r["r2"] is None else f"{r['r2'] - prev[k]:+.3f}"
+        prev[k] = r["r2"]
+        body.append([
+            r["layer"], MODEL_LABELS.get(r["model"], r["model"]), r["pairs"],
+            fmt(r["r2"], ".3f"), gain, _ci(r["dppl"], "+.2f"),
+        ])  # fmt: skip
+    head = ["layer", "kernel", "training pairs", "held-out R2", "R2 gain", "ppl - original"]
+    return markdown_table(head, body, align="rlrrrr") + (
+        "\n\nR2 gain: over the next smaller pair count of the same kernel. ppl - original: "
+        f"perplexity points against the original model of the same run, paired bootstrap "
+        f"{100 * LEVEL:.0f} % interval."
+    )
+
+
+def plot_data_curve(rows: list[dict], path: str | Path) -> Path:
+    """Held-out R2 (left) and perplexity change with its interval (right) against training
+    pairs, one line per kernel, from :func:`data_curve` rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    layers = sorted({r["layer"] for r in rows})
+    for (m, layer), group in group_rows(rows, lambda r: (r["model"], r["layer"])).items():
+        x = np.array([r["pairs"] for r in group], dtype=float)
+        style = dict(
+            marker="o", ms=3, ls="-" if m == "eads" else "--", color=f"C{layers.index(layer)}"
+        )
+        label = f"{MODEL_LABELS.get(m, m)}, layer {layer}"
+        axes[0].plot(x, [r["r2"] for r in group], label=label, **style)
+        if all(r["dppl"] for r in group):
+            d = np.array([r["dppl"]["value"] for r in group])
+            lo, hi = (np.array([r["dppl"][k] for r in group]) for k in ("lo", "hi"))
+            axes[1].errorbar(x, d, yerr=[d - lo, hi - d], capsize=2, label=label, **style)
+    axes[1].axhline(0.0, color="k", lw=0.8, ls=":")
+    axes[0].set_ylabel("kernel R2 on held-out pairs", fontsize=8)
+    axes[1].set_ylabel("perplexity - original (points)", fontsize=8)
+    axes[0].set_title("held-out R2 against training pairs", fontsize=9)
+    axes[1].set_title("LAMBADA perplexity change (bars: paired bootstrap 95 %)", fontsize=9)
+    ticks = sorted({r["pairs"] for r in rows})
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [f"{t:,}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("training pairs (log scale)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=6, ncol=2, loc="center right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
 
 
 def write_report(
