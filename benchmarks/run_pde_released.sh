@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 RUN_DIR=${RUN_DIR:-benchmarks/results/pde/released}
 RESOLUTIONS=${RESOLUTIONS:-1024,256,4096}
-MODELS=${MODELS:-fno,npgl,eads,fcn,gno,eads_backprop,nn}
+MODELS=${MODELS:-nn,npgl,eads,eads_backprop,fcn,gno,fno}  # cheapest first
 SEEDS=${SEEDS:-3}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
