@@ -475,7 +475,6 @@ def compare_runs(
         ConfigError: either directory is not an attention run, or the two runs did not score
             the same evaluation passages (``config.json``'s ``split.eval_index``).
     """
-
     base_dir, other_dir = Path(base_dir), Path(other_dir)
     (cb, rb), (co, ro) = _read_run(base_dir), _read_run(other_dir)
     _same_passages([base_dir, other_dir], [cb, co])
