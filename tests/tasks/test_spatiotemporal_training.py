@@ -45,6 +45,28 @@ def test_the_full_run_builds_the_gnns_at_the_papers_widths_and_optimisers():
         )
         assert count_parameters(fc.model) == count, model
         assert fc.opt.param_groups[0]["weight_decay"] == 1e-4 and fc.grad_clip == 5.0
+        assert fc.opt.param_groups[0]["eps"] == 1e-8  # torch's default, as in these releases
+
+
+def test_megacrn_trains_with_its_releases_adam_epsilon():
+    # oracle: a hand-made Adam(lr, eps=1e-3) step from the same weights and gradients; torch's
+    # default eps (1e-8) moves a weight whose gradient is ~1e-4 by ~lr, eps 1e-3 by ~lr / 11
+    import torch
+
+    data, splits = _shapes(6, 1, history=3, horizon=2)
+    opt = st.GNN_OPTIMIZER["megacrn"]
+    fc = fcs.build_forecaster("megacrn", data, splits, 1e-2, 0, st.WIDTHS["tiny"]["megacrn"], opt)
+    assert fc.opt.param_groups[0]["eps"] == 1e-3 and fc.grad_clip == 5.0
+    w = next(p for p in fc.model.parameters() if p.requires_grad)
+    before = w.detach().clone()
+    g = torch.full_like(w, 1e-4)
+    for p in fc.model.parameters():
+        p.grad = torch.zeros_like(p)
+    w.grad = g.clone()
+    fc.opt.step()
+    # Adam's first step: m = (1 - b1) g, v = (1 - b2) g^2, bias-corrected: lr g / (|g| + eps)
+    want = before - 1e-2 * g / (g.abs() + 1e-3)
+    torch.testing.assert_close(w.detach(), want)
 
 
 class _Scaler:

@@ -44,14 +44,25 @@ NPGL_TEMPORAL_REACH = 3
 
 
 class GNNForecaster(AbstractForecaster):
-    """A GNN baseline: Adam (with its release's weight decay) on the masked MAE, norm clipped."""
+    """A GNN baseline: Adam (with its release's weight decay and epsilon) on the masked MAE,
+    norm clipped."""
 
-    def __init__(self, model, splits, lr, weight_decay: float = 0.0, grad_clip: float = 0.0):
+    def __init__(
+        self,
+        model,
+        splits,
+        lr,
+        weight_decay: float = 0.0,
+        grad_clip: float = 0.0,
+        eps: float = 1e-8,
+    ):
         super().__init__(model, splits, lr)
         self.trainable = bool(getattr(model, "trainable", True))
         self.grad_clip = float(grad_clip)
         if self.trainable:
-            self.opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=weight_decay)
+            self.opt = torch.optim.Adam(
+                model.parameters(), lr=self.lr, weight_decay=weight_decay, eps=eps
+            )
 
     def step(self, x, y, m):
         from eads.data.spatiotemporal import masked_mae_loss

@@ -110,11 +110,14 @@ WIDTHS: dict[str, dict[str, dict]] = {
 """GNN widths by name: ``"paper"`` (full runs), ``"reduced"``, ``"tiny"`` (``--quick``)."""
 
 GNN_OPTIMIZER: dict[str, dict[str, float]] = {
-    # Adam's weight decay and the gradient-norm clip of each release (0: none)
+    # Adam's weight decay, the gradient-norm clip (0: none) and, where a release changes it from
+    # torch's 1e-8, Adam's epsilon
     "graph_wavenet": {"weight_decay": 1e-4, "grad_clip": 5.0},  # nnzhan/Graph-WaveNet train.py
     "mtgnn": {"weight_decay": 1e-4, "grad_clip": 5.0},  # nnzhan/MTGNN train_multi_step.py
     "ddgcrn": {"weight_decay": 0.0, "grad_clip": 0.0},  # PEMSD4_DDGCRN.conf: grad_norm False
-    "megacrn": {"weight_decay": 0.0, "grad_clip": 5.0},  # traintest_MegaCRN.py max_grad_norm 5
+    # deepkashiwa20/MegaCRN model_revised/.../traintest_MegaCRNA.py (the paper's runs):
+    # max_grad_norm 5, Adam(lr=0.01, eps=1e-3)
+    "megacrn": {"weight_decay": 0.0, "grad_clip": 5.0, "eps": 1e-3},
 }
 """Optimiser settings of the GNN baselines beside their :data:`FULL_BUDGETS` (recorded per cell)."""
 
