@@ -107,7 +107,9 @@ class ScriptedFit:
         self.stop_reason = stop_reason
         self.calls = []
 
-    def __call__(self, model, trainer, train, val, config, *, checkpoint, resume, progress):
+    def __call__(
+        self, model, trainer, train, val, config, *, checkpoint, resume, progress, on_epoch=None
+    ):
         self.calls.append(SimpleNamespace(**locals()))
         return SimpleNamespace(
             best_val=self.best_vals[len(self.calls) - 1],
@@ -191,6 +193,11 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_does(tmp_path):
         assert torch.equal(p, q)
     short_only = train_one(built(), splits, short, 1e-2, 0, eads.fit)
     assert not torch.equal(short_only.module.weight, straight.module.weight)  # it moved on
+    # the epoch log beside the checkpoint: one line per epoch, the resumed run continuing it
+    lines = ckpt.with_suffix(".log").read_text().splitlines()
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2", "3/4", "4/4"]
+    logged = [float(line.split()[5]) for line in lines]
+    assert logged == pytest.approx(straight.history.val_loss, rel=1e-5)
 
 
 def test_partial_checkpoints_live_under_the_cell_id_and_are_discarded(tmp_path):

@@ -106,6 +106,12 @@ def test_original_row_matches_the_unreplaced_model(quick_run):
     assert rows[0]["perplexity"] == pytest.approx(res.perplexity, rel=1e-5)
 
 
+def test_finished_cells_leave_no_checkpoints_behind(quick_run):
+    run_dir = quick_run[0]
+    assert list((run_dir / "cells").glob("*eads*.json"))  # kernels did train with checkpoints
+    assert not list(run_dir.glob("partial/*/kernel.ckpt"))
+
+
 def test_rerun_skips_finished_cells(quick_run):
     run_dir, table, lm, passages = quick_run
     stamps = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells").glob("*.json")}

@@ -8,6 +8,7 @@ tiny-LM pipeline tests are in test_attention_bench.py. < 5 s.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -105,6 +106,27 @@ def test_fit_kernel_repeats_exactly_with_its_seed():
     with torch.no_grad():
         assert torch.equal(a(cap.inputs), b(cap.inputs))
     assert ra["kernel_val_r2"] == rb["kernel_val_r2"]
+
+
+@pytest.mark.parametrize("name", ["eads", "npgl"])
+def test_a_kernel_resumed_from_its_checkpoint_ends_where_an_unbroken_run_does(name, tmp_path):
+    """Oracle: the same kernel trained 4 epochs in one go. Trained 2 epochs with a checkpoint,
+    then resumed to 4 from it, it must give the same map bit for bit, with one log line an epoch."""
+    cap = _capture()
+    two = AttentionSettings(window=2, hidden=4, epochs=2, npgl_epochs=2, hardware_probe=4,
+                            improvement_threshold=0.0)  # fmt: skip
+    four = replace(two, epochs=4, npgl_epochs=4)
+    ckpt = tmp_path / "partial" / "cell" / "kernel.ckpt"
+    _, first = ak.fit_kernel(name, cap, two, ckpt)
+    assert first["epochs"] == 2 and ckpt.is_file()
+    resumed, record = ak.fit_kernel(name, cap, four, ckpt)
+    straight, record_straight = ak.fit_kernel(name, cap, four)
+    assert record["epochs"] == record_straight["epochs"] == 4
+    with torch.no_grad():
+        assert torch.equal(resumed(cap.inputs), straight(cap.inputs))
+        assert not torch.equal(ak.fit_kernel(name, cap, two)[0](cap.inputs), straight(cap.inputs))
+    lines = ckpt.with_suffix(".log").read_text().splitlines()
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2", "3/4", "4/4"]
 
 
 def test_run_context_refuses_more_passages_than_there_are():

@@ -14,6 +14,8 @@ trainer strategy, what to record about it); the core trains it:
   passes in, :func:`from_selection`) and its timed run on the test inputs, with the record;
 * :func:`partial_dir` / :func:`discard_partial` -- an unfinished cell's checkpoints,
   ``<run_dir>/partial/<cell id>/lr<lr:g>.ckpt``, removed when its result is ready;
+* :func:`epoch_log` -- one line per finished epoch beside each checkpoint (``lr<lr:g>.log``),
+  so that a cell training for hours shows where it stands (``tail -f``);
 * :func:`time_inference` -- latency at batch size one and per sample in one batch;
 * :func:`save_predictions` -- a few test predictions for the plots, ``predictions/<id>.npz``.
 
@@ -64,6 +66,7 @@ class FitFunction(Protocol):
         checkpoint: Path | None,
         resume: bool,
         progress: bool,
+        on_epoch: Callable[[int, Any], None] | None,
     ) -> Any: ...
 
 
@@ -123,7 +126,8 @@ def train_one(
     budget.train_config(trainer.name, lr=lr, seed=seed))``.
 
     ``checkpoint``: written after every epoch, and resumed from when the file exists (a cell
-    killed mid-training continues where it stopped). A :class:`FlatFunction` trains its
+    killed mid-training continues where it stopped); each epoch also appends its line to
+    ``checkpoint.with_suffix(".log")`` (:func:`epoch_log`). A :class:`FlatFunction` trains its
     ``inner`` on the splits flattened to ``(samples, n)``.
     """
     trained = built.module
@@ -135,6 +139,7 @@ def train_one(
     resume = checkpoint is not None and checkpoint.is_file()
     if resume:
         log.info("resuming from %s", checkpoint)
+    on_epoch = None if checkpoint is None else epoch_log(checkpoint.with_suffix(".log"), cfg.epochs)
     history = fit(
         trained,
         built.trainer,
@@ -144,6 +149,7 @@ def train_one(
         progress=False,
         checkpoint=checkpoint,
         resume=resume,
+        on_epoch=on_epoch,
     )
     return Trained(built.module, history, STOP_LABELS[history.stop_reason], built.info, lr)
 
@@ -244,6 +250,31 @@ def from_selection(
     return best, trials, selection.summary(trials=False)
 
 
+def epoch_log(path: Path, epoch_cap: int) -> Callable[[int, Any], None]:
+    """An ``on_epoch`` for :func:`eads.fit` that appends one line per finished epoch to ``path``:
+    the epoch (counted from 1, of the cap), its training and validation loss, the best
+    validation loss so far and its epoch, the learning rate and the seconds trained.
+
+    The line follows the epoch's checkpoint, so after a kill and resume the file goes on from
+    the checkpoint's epoch (an epoch trained but not checkpointed appears twice). Written for
+    people watching a long cell (``tail -f``); nothing reads it back.
+    """
+    path = Path(path)
+
+    def write(epoch: int, history: Any) -> None:
+        val = history.val_loss[-1] if history.val_loss else history.train_loss[-1]
+        line = (
+            f"epoch {epoch + 1}/{epoch_cap}  train {history.train_loss[-1]:.6g}  val {val:.6g}  "
+            f"best {history.best_val:.6g} at epoch {history.best_epoch + 1}  "
+            f"lr {history.lr[-1]:.3g}  {history.train_time_s:.1f} s\n"
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(line)
+
+    return write
+
+
 def partial_dir(run_dir: Path, cell: Cell) -> Path:
     """``<run_dir>/partial/<cell id>``: the checkpoints of a cell not yet finished."""
     return Path(run_dir) / "partial" / cell.id
@@ -317,6 +348,7 @@ __all__ = [
     "Trained",
     "count_parameters",
     "discard_partial",
+    "epoch_log",
     "from_selection",
     "partial_dir",
     "save_predictions",

@@ -27,6 +27,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -34,6 +35,7 @@ from torch import nn
 
 from eads._errors import ConfigError
 from eads.bench.budget import Budget
+from eads.bench.training import epoch_log
 
 if TYPE_CHECKING:
     from eads.tasks.attention import AttentionSettings
@@ -249,7 +251,9 @@ def r2(pred: torch.Tensor, y: torch.Tensor) -> float:
     return 1.0 - float(((pred - y) ** 2).sum()) / sst if sst > 0 else math.nan
 
 
-def fit_kernel(name: str, capture, s: AttentionSettings) -> tuple[nn.Module, dict]:
+def fit_kernel(
+    name: str, capture, s: AttentionSettings, checkpoint: Path | None = None
+) -> tuple[nn.Module, dict]:
     """Train the vector map of kernel ``name`` (``eads``, ``npgl`` or ``mean``) on one layer's
     captured pairs; returns the standardised map and its training record.
 
@@ -257,6 +261,11 @@ def fit_kernel(name: str, capture, s: AttentionSettings) -> tuple[nn.Module, dic
     and ``s.lr``); NP-GL the current token and the position (:func:`npgl_columns`,
     ``s.npgl_epochs``, ``s.npgl_lr``). Both train in z-units under
     ``Budget(patience=s.patience)`` with ``s.improvement_threshold``, seeded by ``s.seed``.
+
+    ``checkpoint``: the training state written after every epoch and resumed from when the file
+    exists (a cell killed mid-training continues where it stopped, to the same parameters as an
+    unbroken run), with one line per epoch in ``checkpoint.with_suffix(".log")``
+    (:func:`eads.bench.training.epoch_log`).
     """
     from eads.circuit import EADS, NPGL
     from eads.learn import ConditionalLikelihood, ECTrain, fit
@@ -286,7 +295,17 @@ def fit_kernel(name: str, capture, s: AttentionSettings) -> tuple[nn.Module, dic
         budget.train_config(trainer.name, seed=s.seed),
         improvement_threshold=s.improvement_threshold,
     )
-    history = fit(model, trainer, (xz[tr], yz[tr]), (xz[va], yz[va]), config, progress=False)
+    history = fit(
+        model,
+        trainer,
+        (xz[tr], yz[tr]),
+        (xz[va], yz[va]),
+        config,
+        progress=False,
+        checkpoint=checkpoint,
+        resume=checkpoint is not None and checkpoint.is_file(),
+        on_epoch=None if checkpoint is None else epoch_log(checkpoint.with_suffix(".log"), epochs),
+    )
     kernel = StandardisedMap(model, x_mean, x_std, y_mean, y_std, columns)
     with torch.no_grad():
         pred = kernel(x_all[va])

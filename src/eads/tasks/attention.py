@@ -60,6 +60,7 @@ import torch
 from eads._errors import ConfigError
 from eads.bench.cells import Cell, run_cells
 from eads.bench.suite import parse_names
+from eads.bench.training import discard_partial, partial_dir
 from eads.report.attention import (
     CSV_FIELDS,
     MODEL_LABELS,
@@ -221,7 +222,8 @@ def _run_cell(ctx: RunContext, cell: Cell, run_dir: Path) -> dict:
         return out
     layer = int(cell.params["layer"])
     capture = ctx.capture(layer)
-    vector_fn, training = fit_kernel(cell.model, capture, s)
+    checkpoint = None if cell.model == "mean" else partial_dir(run_dir, cell) / "kernel.ckpt"
+    vector_fn, training = fit_kernel(cell.model, capture, s, checkpoint)
     vector_fn.eval()
     # NP-GL reads only the current token's columns of the same window features (StandardisedMap
     # selects them), so both are WindowedKernels over the captured framing.
@@ -248,6 +250,7 @@ def _run_cell(ctx: RunContext, cell: Cell, run_dir: Path) -> dict:
         capture={"tokens_seen": capture.tokens_seen, "pairs": int(capture.inputs.shape[0])},
         window=s.window if cell.model == "eads" else NPGL_WINDOW,
     )
+    discard_partial(run_dir, cell)  # the cell is done: its result replaces its checkpoint
     return out
 
 
