@@ -108,7 +108,7 @@ def test_original_row_matches_the_unreplaced_model(quick_run):
 
 def test_finished_cells_leave_no_checkpoints_behind(quick_run):
     run_dir = quick_run[0]
-    assert list((run_dir / "cells").glob("*eads*.json"))  # kernels did train with checkpoints
+    assert list((run_dir / "cells").glob("*eads*.json"))  # an EADS kernel cell did finish
     assert not list(run_dir.glob("partial/*/kernel.ckpt"))
 
 

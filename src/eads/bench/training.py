@@ -139,7 +139,6 @@ def train_one(
     resume = checkpoint is not None and checkpoint.is_file()
     if resume:
         log.info("resuming from %s", checkpoint)
-    on_epoch = None if checkpoint is None else epoch_log(checkpoint.with_suffix(".log"), cfg.epochs)
     history = fit(
         trained,
         built.trainer,
@@ -149,7 +148,7 @@ def train_one(
         progress=False,
         checkpoint=checkpoint,
         resume=resume,
-        on_epoch=on_epoch,
+        on_epoch=epoch_log(checkpoint, cfg.epochs),
     )
     return Trained(built.module, history, STOP_LABELS[history.stop_reason], built.info, lr)
 
@@ -250,16 +249,19 @@ def from_selection(
     return best, trials, selection.summary(trials=False)
 
 
-def epoch_log(path: Path, epoch_cap: int) -> Callable[[int, Any], None]:
-    """An ``on_epoch`` for :func:`eads.fit` that appends one line per finished epoch to ``path``:
-    the epoch (counted from 1, of the cap), its training and validation loss, the best
-    validation loss so far and its epoch, the learning rate and the seconds trained.
+def epoch_log(checkpoint: Path | None, epoch_cap: int) -> Callable[[int, Any], None] | None:
+    """An ``on_epoch`` for :func:`eads.fit` that appends one line per finished epoch beside
+    ``checkpoint``, to ``checkpoint.with_suffix(".log")`` (None without a checkpoint): the epoch
+    (counted from 1, of the cap), its training and validation loss, the best validation loss
+    so far and its epoch, the learning rate and the seconds trained.
 
     The line follows the epoch's checkpoint, so after a kill and resume the file goes on from
     the checkpoint's epoch (an epoch trained but not checkpointed appears twice). Written for
     people watching a long cell (``tail -f``); nothing reads it back.
     """
-    path = Path(path)
+    if checkpoint is None:
+        return None
+    path = Path(checkpoint).with_suffix(".log")
 
     def write(epoch: int, history: Any) -> None:
         val = history.val_loss[-1] if history.val_loss else history.train_loss[-1]

@@ -304,7 +304,7 @@ def fit_kernel(
         progress=False,
         checkpoint=checkpoint,
         resume=checkpoint is not None and checkpoint.is_file(),
-        on_epoch=None if checkpoint is None else epoch_log(checkpoint.with_suffix(".log"), epochs),
+        on_epoch=epoch_log(checkpoint, epochs),
     )
     kernel = StandardisedMap(model, x_mean, x_std, y_mean, y_std, columns)
     with torch.no_grad():
