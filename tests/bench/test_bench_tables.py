@@ -6,6 +6,7 @@ import csv
 import json
 import math
 
+from eads.bench import tables
 from eads.bench.tables import (
     fmt,
     fmt_mean_std,
@@ -46,3 +47,22 @@ def test_writers_write_whole_files(tmp_path):
     write_text(tmp_path / "t.md", "| a |")
     assert (tmp_path / "t.md").read_text() == "| a |\n"
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_cpu_hours_table_sums_finished_cells_per_group_and_model():
+    rows = [
+        {"d": "a", "model": "x", "status": "ok", "train_cost_s": 3600.0},
+        {"d": "a", "model": "x", "status": "ok", "train_cost_s": 1800.0},
+        {"d": "a", "model": "y", "status": "ok", "train_cost_s": float("nan")},
+        {"d": "a", "model": "y", "status": "failed", "train_cost_s": 9e9},
+        {"d": "b", "model": "y", "status": "ok", "train_cost_s": 900.0},
+    ]
+    table = tables.cpu_hours_table(rows, lambda r: (r["d"],), ["data set"], {"x": "X"})
+    lines = table.split("\n\n")[0].splitlines()
+    assert lines[0] == "| data set | X | y | all models |"
+    assert lines[2:] == [
+        "| a | 1.50 | 0.00 | 1.50 |",  # a NaN time counts 0; a failed cell is left out
+        "| b | - | 0.25 | 0.25 |",  # no finished cell of x
+        "| all | 1.50 | 0.25 | 1.75 |",
+    ]
+    assert table.endswith(tables.CPU_HOURS_NOTE)

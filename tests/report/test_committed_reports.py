@@ -3,8 +3,10 @@
 Oracles: the committed ``results.csv`` / ``results.json`` / ``relative.json`` of each run (which
 the code before ``eads.report`` wrote, and which it reproduced byte for byte), and the text tables
 that code rendered from the same directories (``golden/``, see its README). The PDE rows gained a
-``seed`` column (all 0 in these runs); with it dropped they must equal the committed ones. The new
-Markdown tables mark exactly the cells that patience did not stop. Nothing trains; < 2 s.
+``seed`` column (all 0 in these runs) and both suites' rows a ``train_cost_s`` column (the
+training time of every candidate a cell trained, never less than its chosen run's); with those
+dropped they must equal the committed ones. The new Markdown tables mark exactly the cells that
+patience did not stop. Nothing trains; < 2 s.
 """
 
 from __future__ import annotations
@@ -26,10 +28,30 @@ RESULTS = ROOT / "benchmarks" / "results"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
+#: Columns the reports gained after these runs were committed.
+ADDED = ("seed", "train_cost_s")
+
+
 def _csv(path: Path) -> tuple[list[str], list[dict]]:
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         return list(reader.fieldnames or []), list(reader)
+
+
+def _drop_cost(rows: list[dict]) -> list[dict]:
+    """The rows without ``train_cost_s``, after checking it is at least the chosen run's time."""
+    for r in rows:
+        if r.get("status", "ok") == "ok" and r.get("train_time_s") not in (None, ""):
+            assert float(r["train_cost_s"]) >= float(r["train_time_s"]) - 1e-9
+    return [{k: v for k, v in r.items() if k != "train_cost_s"} for r in rows]
+
+
+def _main_table(md: str) -> list[str]:
+    """The body lines of the first Markdown table in ``md`` (the CPU-hours table follows it)."""
+    first = md.split("\n\n", 1)[0].splitlines()
+    return [
+        ln for ln in first if ln.startswith("| ") and not ln.startswith(("| data set", "| ---"))
+    ]
 
 
 @pytest.mark.parametrize("name", ["run", "run-hires"])
@@ -42,16 +64,18 @@ def test_pde_runs_render_as_committed(tmp_path, name):
     assert rpde.format_table(rows) + "\n" == (GOLDEN / f"pde-{name}.txt").read_text()
     head, new = _csv(run / "results.csv")
     old_head, old = _csv(committed / "results.csv")
-    assert [h for h in head if h != "seed"] == old_head
+    assert [h for h in head if h not in ADDED] == old_head
     assert {r.pop("seed") for r in new} == {"0"}
-    assert new == old
+    assert _drop_cost(new) == old
     got = json.loads((run / "results.json").read_text())
     want = json.loads((committed / "results.json").read_text())
-    assert [c for c in got["columns"] if c != "seed"] == want["columns"]
-    assert [{k: v for k, v in r.items() if k != "seed"} for r in got["rows"]] == want["rows"]
+    assert [c for c in got["columns"] if c not in ADDED] == want["columns"]
+    assert (
+        _drop_cost([{k: v for k, v in r.items() if k != "seed"} for r in got["rows"]])
+        == want["rows"]
+    )
 
-    md = (run / "results.md").read_text().splitlines()
-    lines = [ln for ln in md if ln.startswith("| ") and not ln.startswith(("| data set", "| ---"))]
+    lines = _main_table((run / "results.md").read_text())
     assert len(lines) == len(want["rows"])  # one seed each: one line per cell
     capped = {
         (r["dataset"], str(r["resolution"]), r["model"])
@@ -82,15 +106,18 @@ def test_the_spatiotemporal_run_renders_as_committed(tmp_path):
 
     assert table + "\n" == (GOLDEN / "st-run.txt").read_text()
     assert (run / "table.txt").read_text() == table + "\n"
-    assert (run / "results.csv").read_text() == (committed / "results.csv").read_text()
+    head, new = _csv(run / "results.csv")
+    old_head, old = _csv(committed / "results.csv")
+    assert [h for h in head if h != "train_cost_s"] == old_head
+    assert _drop_cost(new) == old
     assert json.loads((run / "relative.json").read_text()) == json.loads(
         (committed / "relative.json").read_text()
     )
     got = json.loads((run / "results.json").read_text())
     want = json.loads((committed / "results.json").read_text())
-    assert got["rows"] == want["rows"] and got["relative"] == want["relative"]
+    assert _drop_cost(got["rows"]) == want["rows"] and got["relative"] == want["relative"]
 
-    md = (run / "results.md").read_text()
+    md = "\n".join(_main_table((run / "results.md").read_text()))
     capped = {
         (r["dataset"], rst.MODEL_LABELS[r["model"]])
         for r in want["rows"]

@@ -102,7 +102,8 @@ def test_protocol_rows_carry_the_stride_stop_and_tolerance():
 
 def test_markdown_marks_a_group_when_any_seed_hit_the_cap():
     md = rst.format_markdown(rst.rows_of(RESULTS))
-    lines = {ln.split("|")[2].strip(): ln for ln in md.splitlines() if ln.startswith("| ")}
+    table = md.split("\n\n")[0]  # the CPU-hours table follows
+    lines = {ln.split("|")[2].strip(): ln for ln in table.splitlines() if ln.startswith("| ")}
     assert "3.100 \u00b1 0.141" in lines["EADS"] and CAP_MARK not in lines["EADS"]
     assert CAP_MARK in lines["MTGNN"] and "epoch_cap 1, patience 1" in lines["MTGNN"]
     assert "190.0 \u00b1 155.6" in lines["MTGNN"]  # epochs: mean and sample std of 300 and 80
@@ -188,3 +189,16 @@ def test_a_folder_that_is_not_a_spatiotemporal_run_is_one_sentence(tmp_path, mon
     assert code == 2 and out == ""
     assert "is not a spatio-temporal benchmark run" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cells", "config.json"]
+
+
+def test_cpu_hours_count_every_search_trial_and_leave_out_the_references():
+    eads = dict(_cell("eads", 0, 3.0, "patience", 40))
+    eads["selection"] = {"trials": [{"seconds": 1800.0}, {"seconds": 5400.0}, {"seconds": 0.0}]}
+    rows = rst.rows_of([eads, _cell("mtgnn", 0, 3.4, "patience", 90), RESULTS[-1]])
+    assert [r["train_cost_s"] for r in rows] == [7200.0, 900.0, 0.0]  # trials; 10 s x 90 epochs
+    hours = rst.format_markdown(rows).split("\n\n")[-2]
+    assert hours.splitlines()[0] == "| data set | EADS | MTGNN | all models |"
+    assert hours.splitlines()[2:] == [
+        "| sz_taxi | 2.00 | 0.25 | 2.25 |",
+        "| all | 2.00 | 0.25 | 2.25 |",
+    ]

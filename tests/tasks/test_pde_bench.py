@@ -215,12 +215,16 @@ def test_seeds_give_mean_and_std_and_caps_are_marked(tmp_path, cache):
     assert maes[0] != maes[1]  # two seeds, two different models
     cells = [json.loads(p.read_text()) for p in sorted((run_dir / "cells").glob("*.json"))]
     assert {c["stop_reason"] for c in cells} == {"epoch_cap"}
-    (line,) = [ln for ln in (run_dir / "results.md").read_text().splitlines() if "| nn |" in ln]
+    table, _, hours = (run_dir / "results.md").read_text().partition("\n\n")
+    (line,) = [ln for ln in table.splitlines() if "| nn |" in ln]
     cols = [c.strip() for c in line.strip("|").split("|")]
     mean, std = statistics.mean(maes), statistics.stdev(maes)
     assert cols[3:5] == ["2", "0"]
     assert cols[5] == f"{mean:.3e} \u00b1 {std:.3e}"
     assert cols[6].endswith("\u2020")  # stopped by the cap: marked
+    cost = sum(c["train_time_s"] for cell in cells for c in cell["candidates"]) / 3600
+    (hline,) = [ln for ln in hours.splitlines() if ln.startswith("| burgers |")]
+    assert [c.strip() for c in hline.split("|")[3:5]] == [f"{cost:.2f}"] * 2  # nn, all models
     text = pde.format_table(rows)
     assert "nn s0" in text and "nn s1" in text
     names = {p.name for p in (run_dir / "plots").glob("*.png")}  # drawn over both seeds

@@ -73,3 +73,44 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     """A text or Markdown table, newline-terminated, atomically."""
     atomic_write_text(path, text if text.endswith("\n") else text + "\n")
+
+
+#: The caption of :func:`cpu_hours_table` (what its hours are and are not).
+CPU_HOURS_NOTE = (
+    "CPU hours of training (`train_cost_s`): the wall time of every model a finished cell "
+    "trained (each learning rate or search trial, the chosen one included), summed over the "
+    "seeds. One thread of a 2-core machine whose other core was usually busy too, so they can "
+    "overstate the CPU time."
+)
+
+
+def cpu_hours(rows: Sequence[dict]) -> float:
+    """The rows' ``train_cost_s`` summed, in hours (a missing or non-finite one counts 0)."""
+    costs = [r.get("train_cost_s") for r in rows]
+    return sum(float(v) for v in costs if v is not None and math.isfinite(float(v))) / 3600.0
+
+
+def cpu_hours_table(
+    rows: Sequence[dict],
+    group: Callable[[dict], tuple[str, ...]],
+    group_header: Sequence[str],
+    labels: dict[str, str] | None = None,
+) -> str:
+    """CPU hours per group (``group(row)``, e.g. data set x resolution) and model, with a total
+    column and row, from the rows whose ``status`` is ``"ok"``; a model a group has no finished
+    cell of shows "-". Columns: ``group_header``, then the models in first-seen order."""
+    labels = labels or {}
+    ok = [r for r in rows if r.get("status") == "ok"]
+    models = list(dict.fromkeys(r["model"] for r in ok))
+    body = []
+    for key, rs in group_rows(ok, group).items():
+        by_model = group_rows(rs, lambda r: (r["model"],))
+        cells = [fmt(cpu_hours(by_model[(m,)]), ".2f") if (m,) in by_model else "-" for m in models]
+        body.append([*key, *cells, fmt(cpu_hours(rs), ".2f")])
+    by_model = group_rows(ok, lambda r: (r["model"],))
+    total = ["all", *[""] * (len(group_header) - 1)]
+    body.append(total + [fmt(cpu_hours(by_model[(m,)]), ".2f") for m in models])
+    body[-1].append(fmt(cpu_hours(ok), ".2f"))
+    head = [*group_header, *(labels.get(m, m) for m in models), "all models"]
+    align = "l" * len(group_header) + "r" * (len(models) + 1)
+    return markdown_table(head, body, align=align) + "\n\n" + CPU_HOURS_NOTE

@@ -22,6 +22,7 @@ from eads._errors import ConfigError
 from eads.bench.budget import CAP_MARK, CAP_NOTE, stop_mark
 from eads.bench.cells import Cell, load_results, read_run_config
 from eads.bench.tables import (
+    cpu_hours_table,
     fmt_mean_std,
     group_rows,
     markdown_table,
@@ -46,6 +47,7 @@ COLUMNS = (
     "test_rel_l2",
     "train_time_s",
     "selection_time_s",
+    "train_cost_s",
     "latency_s_per_sample",
     "batch_time_s_per_sample",
     "epochs",
@@ -72,7 +74,19 @@ def _row(r: dict) -> dict:
     )
     if r["status"] != "ok":
         row["error"] = r.get("error")
+    else:
+        row["train_cost_s"] = _train_cost(r)
     return row
+
+
+def _train_cost(r: dict) -> float:
+    """Seconds of training the cell took in all: every candidate (learning rate or search trial)
+    its selection trained, the chosen one included. Each candidate's time counts its epochs
+    before a restart too, which ``selection_time_s`` (this process's wall time) does not."""
+    candidates = r.get("candidates") or []
+    if not candidates:
+        return float(r["train_time_s"])
+    return float(sum(c.get("train_time_s", c.get("seconds")) or 0.0 for c in candidates))
 
 
 def _sort_rows(rows: list[dict]) -> list[dict]:
@@ -152,7 +166,10 @@ def format_markdown(rows: list[dict]) -> str:
         )
     head = ["data set", "res", "model", "seeds", "failed", "MAE", "rel L2", "epochs", "train s"]
     table = markdown_table(head, body, align="lrlrrrrrr")
-    return table + "\n\n" + "mean \u00b1 std over seeds (sample std). " + CAP_NOTE
+    hours = cpu_hours_table(
+        rows, lambda r: (r["dataset"], str(r["resolution"])), ["data set", "res"]
+    )
+    return table + "\n\n" + "mean \u00b1 std over seeds (sample std). " + CAP_NOTE + "\n\n" + hours
 
 
 def format_table(rows: list[dict]) -> str:

@@ -24,6 +24,7 @@ import numpy as np
 from eads.bench.budget import CAP_MARK, CAP_NOTE, stop_mark
 from eads.bench.cells import load_results, read_run_config
 from eads.bench.tables import (
+    cpu_hours_table,
     fmt,
     fmt_mean_std,
     group_rows,
@@ -54,6 +55,8 @@ MODEL_LABELS = {
     "historical_average": "HA",
     "last_value": "Last value",
 }
+#: The references that learn nothing (no training time; left out of the CPU-hours table).
+UNTRAINED = ("historical_average", "last_value")
 
 
 CSV_FIELDS = (
@@ -69,6 +72,7 @@ CSV_FIELDS = (
     "mape_zeros_missing",
     "conventions_differ",
     "train_time_s",
+    "train_cost_s",
     "epochs",
     "updates",
     "stopped_by",
@@ -99,6 +103,15 @@ def csv_fields(rows: list[dict]) -> tuple[str, ...]:
     return CSV_FIELDS + tuple(f for f in PROTOCOL_FIELDS if any(f in r for r in rows))
 
 
+def _train_cost(result: dict) -> float:
+    """Seconds of training the cell took in all: every trial of its validation search (the
+    chosen run is one of them), or its one training run."""
+    trials = (result.get("selection") or {}).get("trials")
+    if trials:
+        return float(sum(t.get("seconds") or 0.0 for t in trials))
+    return float(result["training"]["train_time_s"])
+
+
 def _row(result: dict) -> dict:
     cell = result["cell"]
     row = {
@@ -127,6 +140,7 @@ def _row(result: dict) -> dict:
         mae_per_step_zeros_missing=zm["mae_per_step"],
         conventions_differ=met["conventions_differ"],
         train_time_s=tr["train_time_s"],
+        train_cost_s=_train_cost(result),
         epochs=tr["epochs"],
         updates=tr["updates"],
         stopped_by=tr["stopped_by"],
@@ -442,12 +456,16 @@ def format_markdown(rows: list[dict]) -> str:
     head += ["epochs", "stopped by"]
     table = markdown_table(head, body, align="llrrrrrrrl")
     notes = protocol_notes(rows)
+    trained = [r for r in rows if r["model"] not in UNTRAINED]
+    hours = cpu_hours_table(trained, lambda r: (r["dataset"],), ["data set"], MODEL_LABELS)
     return (
         table
         + "\n\n"
         + "mean \u00b1 std over seeds (sample std). "
         + CAP_NOTE
         + "".join(f"\n{n}" for n in notes)
+        + "\n\n"
+        + hours
     )
 
 
