@@ -50,6 +50,10 @@ PLOTS: dict[str, str] = {
     "benchmarks/results/spatiotemporal/converged/plots/learning_beijing_pm25.png": (
         "docs/img/st_converged_learning_beijing_pm25.png"
     ),
+    "benchmarks/results/spatiotemporal/converged/plots/predictions_beijing_pm25.png": (
+        "docs/img/st_converged_predictions_beijing_pm25.png"
+    ),
+    "benchmarks/results/spatiotemporal/converged/plots/cost.png": "docs/img/st_converged_cost.png",
 }
 
 # A marker anywhere in a page: ``<!-- results:begin NAME -->`` or ``<!-- results:end NAME -->``.
