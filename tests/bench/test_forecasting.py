@@ -387,6 +387,13 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_unbroken_runs_result(tm
     assert resumed["resumed_at_epoch"] == 8 and unbroken["resumed_at_epoch"] == 0
     assert fc.updates == unbroken["updates"] - 40  # epochs 1-8 were not trained again
     _same_run(resumed, unbroken)
+    # one line per epoch beside the checkpoint: 8 before the kill, the rest after the resume,
+    # with the unbroken run's validation MAEs
+    lines = ckpt.with_suffix(".log").read_text().splitlines()
+    n = round(unbroken["epochs"])
+    assert [ln.split()[1] for ln in lines] == [f"{e}/{budget.epochs}" for e in range(1, n + 1)]
+    vals = [float(ln.split()[5]) for ln in lines]
+    assert vals == [float(f"{v[2]:.6g}") for v in unbroken["val_curve"]]
     for k, v in ref.model.state_dict().items():
         assert torch.equal(v, fc.model.state_dict()[k]), k
     # the run is finished: again from its checkpoint, it returns at once with the same result
@@ -459,7 +466,9 @@ def test_the_lr_grid_resumes_each_lr_from_its_own_checkpoint(tmp_path):
         train_forecaster_grid(
             build, splits, budget, protocol, 0, make_scheduler=make_scheduler, partial=tmp_path
         )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr0.01.pt", "lr0.05.pt"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["lr0.01.log", "lr0.01.pt", "lr0.05.log", "lr0.05.pt"]  # a log beside each
+    assert len((tmp_path / "lr0.01.log").read_text().splitlines()) == 4  # killed in epoch 5
     _, unbroken = train_forecaster_grid(
         lambda lr: build(lr, False), splits, budget, protocol, 0, make_scheduler=make_scheduler
     )

@@ -48,7 +48,7 @@ from eads._errors import ConfigError, DataError
 from eads._io import atomic_write_with
 from eads.bench.budget import Budget
 from eads.bench.metrics import forecast_metrics_report, masked_mae
-from eads.bench.training import count_parameters
+from eads.bench.training import count_parameters, epoch_lines
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,8 @@ def train_forecaster(
     (tests/bench/test_forecasting.py), except the wall times. A run already finished returns at
     once. A checkpoint that is unreadable or was written by another run (other lr, seed, budget,
     protocol, parameter shapes or ``key``) is ignored with a warning, and the run starts afresh.
+    Beside the checkpoint, ``checkpoint.with_suffix(".log")`` gets a line per epoch
+    (:func:`eads.bench.training.epoch_lines`), for ``tail -f``.
 
     ``fc``: an :class:`AbstractForecaster` (or anything with its ``model``, ``opt``, ``lr``,
     ``predict``, ``targets_z`` and ``step``). The record holds the stop reason in the core's
@@ -294,6 +296,7 @@ def train_forecaster(
     bar = tqdm(
         total=budget.epochs, initial=p.epoch, desc="epochs", disable=not progress, leave=False
     )
+    log_line = epoch_lines(checkpoint, budget.epochs)
     while not p.stop:
         p.lrs.append(float(fc.opt.param_groups[0]["lr"]))
         order = ti[np.random.default_rng(seed + p.epoch).permutation(n)]
@@ -333,6 +336,12 @@ def train_forecaster(
         if checkpoint is not None:
             p.elapsed_s = time.perf_counter() - t0
             _save_progress(checkpoint, fc, scheduler, best_state, p, identity)
+        if log_line is not None:  # after the checkpoint, as epoch_log does
+            last_val = p.val_curve[-1][2] if p.val_curve else math.nan
+            log_line(
+                p.epochs_done, p.train_loss[-1], last_val, p.best_val, p.best_epoch,
+                p.lrs[-1], p.elapsed_s,
+            )  # fmt: skip
     bar.close()
     fc.model.load_state_dict(best_state)
     return {

@@ -253,22 +253,44 @@ def epoch_log(checkpoint: Path | None, epoch_cap: int) -> Callable[[int, Any], N
     """An ``on_epoch`` for :func:`eads.fit` that appends one line per finished epoch beside
     ``checkpoint``, to ``checkpoint.with_suffix(".log")`` (None without a checkpoint): the epoch
     (counted from 1, of the cap), its training and validation loss, the best validation loss
-    so far and its epoch, the learning rate and the seconds trained.
+    so far and its epoch, the learning rate and the seconds trained (:func:`epoch_lines`).
 
     The line follows the epoch's checkpoint, so after a kill and resume the file goes on from
     the checkpoint's epoch (an epoch trained but not checkpointed appears twice). Written for
     people watching a long cell (``tail -f``); nothing reads it back.
     """
+    write_line = epoch_lines(checkpoint, epoch_cap)
+    if write_line is None:
+        return None
+
+    def write(epoch: int, history: Any) -> None:
+        val = history.val_loss[-1] if history.val_loss else history.train_loss[-1]
+        write_line(
+            epoch + 1,
+            history.train_loss[-1],
+            val,
+            history.best_val,
+            history.best_epoch + 1,
+            history.lr[-1],
+            history.train_time_s,
+        )
+
+    return write
+
+
+def epoch_lines(checkpoint: Path | None, epoch_cap: int) -> Callable[..., None] | None:
+    """The line writer behind :func:`epoch_log`, for training loops of their own (the
+    forecasters'): ``write(epoch, train, val, best, best_epoch, lr, seconds)`` appends
+    ``epoch E/CAP  train T  val V  best B at epoch BE  lr L  S s`` to
+    ``checkpoint.with_suffix(".log")``, epochs counted from 1; None without a checkpoint."""
     if checkpoint is None:
         return None
     path = Path(checkpoint).with_suffix(".log")
 
-    def write(epoch: int, history: Any) -> None:
-        val = history.val_loss[-1] if history.val_loss else history.train_loss[-1]
+    def write(epoch, train, val, best, best_epoch, lr, seconds) -> None:
         line = (
-            f"epoch {epoch + 1}/{epoch_cap}  train {history.train_loss[-1]:.6g}  val {val:.6g}  "
-            f"best {history.best_val:.6g} at epoch {history.best_epoch + 1}  "
-            f"lr {history.lr[-1]:.3g}  {history.train_time_s:.1f} s\n"
+            f"epoch {epoch:g}/{epoch_cap}  train {train:.6g}  val {val:.6g}  "
+            f"best {best:.6g} at epoch {best_epoch:g}  lr {lr:.3g}  {seconds:.1f} s\n"
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as f:
