@@ -151,7 +151,8 @@ def test_a_killed_eads_selection_continues_to_the_unbroken_searchs_choice(tmp_pa
     monkeypatch.setattr(fcs.EADSForecaster, "step", dying_step)
     with pytest.raises(Killed):
         fcs.fit_forecaster("eads", data, splits, budget, protocol, seed=0, partial=tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["trial0.pt", "trial1.pt"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["trial0.log", "trial0.pt", "trial1.log", "trial1.pt"]  # a log beside each
     calls.update(n=0, kill_after=10**9)
     fc1, resumed, sel1 = fcs.fit_forecaster(
         "eads", data, splits, budget, protocol, seed=0, partial=tmp_path
