@@ -482,4 +482,5 @@ def test_the_lr_grid_resumes_each_lr_from_its_own_checkpoint(tmp_path):
         partial=tmp_path,
     )
     assert resumed["candidates"] == unbroken["candidates"]
+    assert unbroken["train_cost_s"] > unbroken["train_time_s"] > 0  # both lrs' time, not one
     _same_run(resumed, unbroken)

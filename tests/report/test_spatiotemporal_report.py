@@ -194,11 +194,14 @@ def test_a_folder_that_is_not_a_spatiotemporal_run_is_one_sentence(tmp_path, mon
 def test_cpu_hours_count_every_search_trial_and_leave_out_the_references():
     eads = dict(_cell("eads", 0, 3.0, "patience", 40))
     eads["selection"] = {"trials": [{"seconds": 1800.0}, {"seconds": 5400.0}, {"seconds": 0.0}]}
-    rows = rst.rows_of([eads, _cell("mtgnn", 0, 3.4, "patience", 90), RESULTS[-1]])
-    assert [r["train_cost_s"] for r in rows] == [7200.0, 900.0, 0.0]  # trials; 10 s x 90 epochs
-    hours = rst.format_markdown(rows).split("\n\n")[-2]
-    assert hours.splitlines()[0] == "| data set | EADS | MTGNN | all models |"
-    assert hours.splitlines()[2:] == [
-        "| sz_taxi | 2.00 | 0.25 | 2.25 |",
-        "| all | 2.00 | 0.25 | 2.25 |",
+    grid = _cell("ddgcrn", 0, 3.3, "patience", 30)  # two lrs: both count, not the chosen alone
+    grid["training"] = dict(grid["training"], train_cost_s=1800.0)
+    rows = rst.rows_of([eads, _cell("mtgnn", 0, 3.4, "patience", 90), grid, RESULTS[-1]])
+    # the trials; a one-lr cell of before train_cost_s: its 10 s x 90 epochs; the grid's sum
+    assert [r["train_cost_s"] for r in rows] == [7200.0, 900.0, 1800.0, 0.0]
+    hours = rst.format_markdown(rows).split("\n\n")[-2].splitlines()
+    assert hours[0] == "| data set | EADS | MTGNN | DDGCRN | all models |"
+    assert hours[2:] == [
+        "| sz_taxi | 2.00 | 0.25 | 0.50 | 2.75 |",
+        "| all | 2.00 | 0.25 | 0.50 | 2.75 |",
     ]

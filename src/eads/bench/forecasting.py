@@ -377,12 +377,13 @@ def train_forecaster_grid(
     """:func:`train_forecaster` on a fresh ``build(lr)`` for every lr of ``budget.lr_grid``;
     returns the run of the lowest best validation MAE (the first on a tie) and its record, with
     one summary per lr under ``candidates`` (``lr``, ``best_val_mae``, ``epochs``,
-    ``stopped_by``).
+    ``stopped_by``) and ``train_cost_s``, the training time of every lr together.
 
     ``partial``: the folder of the runs' per-epoch checkpoints, ``lr<lr:g>.pt`` each (a
     killed grid continues; the finished lrs return at once); None: no checkpoints."""
     best = None
     candidates = []
+    cost = 0.0
     for lr in budget.lr_grid:
         fc = build(lr)
         ckpt = None if partial is None else Path(partial) / f"lr{lr:g}.pt"
@@ -397,11 +398,12 @@ def train_forecaster_grid(
             checkpoint=ckpt,
         )
         candidates.append({k: training[k] for k in ("lr", "best_val_mae", "epochs", "stopped_by")})
+        cost += training["train_time_s"]
         if best is None or training["best_val_mae"] < best[1]["best_val_mae"]:
             best = (fc, training)
     assert best is not None  # Budget refuses an empty lr_grid
     fc, training = best
-    return fc, {**training, "candidates": candidates}
+    return fc, {**training, "candidates": candidates, "train_cost_s": cost}
 
 
 def forecast_latency(fc, x: np.ndarray, repeats: int = 3) -> dict[str, float]:

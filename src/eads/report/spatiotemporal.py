@@ -105,11 +105,13 @@ def csv_fields(rows: list[dict]) -> tuple[str, ...]:
 
 def _train_cost(result: dict) -> float:
     """Seconds of training the cell took in all: every trial of its validation search (the
-    chosen run is one of them), or its one training run."""
+    chosen run is one of them), or every lr of its grid (``training.train_cost_s``; cells
+    written before it was recorded trained one lr, their ``train_time_s``)."""
     trials = (result.get("selection") or {}).get("trials")
     if trials:
         return float(sum(t.get("seconds") or 0.0 for t in trials))
-    return float(result["training"]["train_time_s"])
+    training = result["training"]
+    return float(training.get("train_cost_s", training["train_time_s"]))
 
 
 def _row(result: dict) -> dict:
