@@ -56,13 +56,14 @@ def test_cpu_hours_table_sums_finished_cells_per_group_and_model():
         {"d": "a", "model": "y", "status": "ok", "train_cost_s": float("nan")},
         {"d": "a", "model": "y", "status": "failed", "train_cost_s": 9e9},
         {"d": "b", "model": "y", "status": "ok", "train_cost_s": 900.0},
+        {"d": "b", "model": "ha", "status": "ok", "train_cost_s": 0.0, "stopped_by": "none"},
     ]
     table = tables.cpu_hours_table(rows, lambda r: (r["d"],), ["data set"], {"x": "X"})
     lines = table.split("\n\n")[0].splitlines()
     assert lines[0] == "| data set | X | y | all models |"
     assert lines[2:] == [
         "| a | 1.50 | 0.00 | 1.50 |",  # a NaN time counts 0; a failed cell is left out
-        "| b | - | 0.25 | 0.25 |",  # no finished cell of x
+        "| b | - | 0.25 | 0.25 |",  # no finished cell of x; ha does not train: no column
         "| all | 1.50 | 0.25 | 1.75 |",
     ]
     assert table.endswith(tables.CPU_HOURS_NOTE)

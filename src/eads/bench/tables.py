@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from eads._io import atomic_write_csv, atomic_write_json, atomic_write_text
+from eads.bench.budget import stop_reason_of
 
 
 def fmt(v: Any, spec: str) -> str:
@@ -97,20 +98,22 @@ def cpu_hours_table(
     labels: dict[str, str] | None = None,
 ) -> str:
     """CPU hours per group (``group(row)``, e.g. data set x resolution) and model, with a total
-    column and row, from the rows whose ``status`` is ``"ok"``; a model a group has no finished
-    cell of shows "-". Columns: ``group_header``, then the models in first-seen order."""
+    column and row, from the rows whose ``status`` is ``"ok"``; models that do not train (stop
+    reason "none": the references) are left out, and a model a group has no finished cell of
+    shows "-". Columns: ``group_header``, then the models in first-seen order."""
     labels = labels or {}
-    ok = [r for r in rows if r.get("status") == "ok"]
+    ok = [
+        r for r in rows if r.get("status") == "ok" and stop_reason_of(r.get("stopped_by")) != "none"
+    ]
     models = list(dict.fromkeys(r["model"] for r in ok))
-    body = []
-    for key, rs in group_rows(ok, group).items():
+
+    def line(key: Sequence[str], rs: list[dict]) -> list[str]:
         by_model = group_rows(rs, lambda r: (r["model"],))
-        cells = [fmt(cpu_hours(by_model[(m,)]), ".2f") if (m,) in by_model else "-" for m in models]
-        body.append([*key, *cells, fmt(cpu_hours(rs), ".2f")])
-    by_model = group_rows(ok, lambda r: (r["model"],))
-    total = ["all", *[""] * (len(group_header) - 1)]
-    body.append(total + [fmt(cpu_hours(by_model[(m,)]), ".2f") for m in models])
-    body[-1].append(fmt(cpu_hours(ok), ".2f"))
+        hours = [fmt(cpu_hours(by_model[(m,)]), ".2f") if (m,) in by_model else "-" for m in models]
+        return [*key, *hours, fmt(cpu_hours(rs), ".2f")]
+
+    body = [line(key, rs) for key, rs in group_rows(ok, group).items()]
+    body.append(line(["all", *[""] * (len(group_header) - 1)], ok))
     head = [*group_header, *(labels.get(m, m) for m in models), "all models"]
     align = "l" * len(group_header) + "r" * (len(models) + 1)
     return markdown_table(head, body, align=align) + "\n\n" + CPU_HOURS_NOTE

@@ -55,8 +55,6 @@ MODEL_LABELS = {
     "historical_average": "HA",
     "last_value": "Last value",
 }
-#: The references that learn nothing (no training time; left out of the CPU-hours table).
-UNTRAINED = ("historical_average", "last_value")
 
 
 CSV_FIELDS = (
@@ -458,8 +456,7 @@ def format_markdown(rows: list[dict]) -> str:
     head += ["epochs", "stopped by"]
     table = markdown_table(head, body, align="llrrrrrrrl")
     notes = protocol_notes(rows)
-    trained = [r for r in rows if r["model"] not in UNTRAINED]
-    hours = cpu_hours_table(trained, lambda r: (r["dataset"],), ["data set"], MODEL_LABELS)
+    hours = cpu_hours_table(rows, lambda r: (r["dataset"],), ["data set"], MODEL_LABELS)
     return (
         table
         + "\n\n"
