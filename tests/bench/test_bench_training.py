@@ -224,9 +224,10 @@ def test_train_and_test_runs_the_search_it_is_given_instead_of_the_grid(tmp_path
         ],
         summary=lambda trials: {"n_trials": 3, "with_trials": trials},
     )
-    wrapped = []
+    wrapped, folders = [], []
 
-    def select():
+    def select(partial):
+        folders.append(partial)  # where the search's trials keep their checkpoints
         return from_selection(selection, lambda m: wrapped.append(m) or m, {"n_hidden": 4})
 
     def no_grid():
@@ -236,7 +237,7 @@ def test_train_and_test_runs_the_search_it_is_given_instead_of_the_grid(tmp_path
     record, out = train_and_test(
         CELL, tmp_path, no_grid, _splits(), x_test, Budget(epochs=3), ScriptedFit([]), select
     )
-    assert wrapped == [module]
+    assert wrapped == [module] and folders == [partial_dir(tmp_path, CELL)]
     with torch.no_grad():
         assert torch.equal(out, module(x_test))
     assert [t["stopped_by"] for t in record["candidates"]] == [

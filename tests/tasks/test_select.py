@@ -206,6 +206,57 @@ def test_select_hyperparameters_trains_each_trial_to_patience_and_keeps_the_best
         select_hyperparameters(build, eads.ECTrain(), train, (x[:0], y[:0]), cfg, space, 2)
 
 
+def test_select_hyperparameters_killed_mid_trial_resumes_to_the_unbroken_result(tmp_path):
+    # the oracle: the same search run unbroken, without checkpoints
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 3, generator=g)
+    y = torch.sin(x[:, :1]) + 0.3 * x[:, 1:2]
+    train, val = (x[:48], y[:48]), (x[48:], y[48:])
+
+    def build(p):
+        return eads.EADS(3, 4, 1, duration=p["duration"], seed=0)
+
+    class Killed(Exception):
+        pass
+
+    class KilledAfter(eads.ECTrain):
+        """EC-Train that dies at its ``n``-th batch (a process killed mid-trial)."""
+
+        def __init__(self, n):
+            super().__init__()
+            self.n = n
+
+        def loss_and_gradients(self, model, xb, yb):
+            self.n -= 1
+            if self.n == 0:
+                raise Killed
+            return super().loss_and_gradients(model, xb, yb)
+
+    cfg = eads.TrainConfig(epochs=6, batch_size=16, patience=2)
+    space = {"duration": {"log_uniform": [0.5, 2.0]}, "lr": {"log_uniform": [1e-3, 3e-2]}}
+    whole = select_hyperparameters(build, eads.ECTrain(), train, val, cfg, space, 3, seed=0)
+    folder = tmp_path / "partial"
+    with pytest.raises(Killed):  # 3 batches per epoch: dies in trial 1 or 2, after epochs
+        select_hyperparameters(build, KilledAfter(3 * 9 + 2), train, val, cfg, space, 3, 0,
+                               checkpoint_dir=folder)  # fmt: skip
+    written = sorted(p.name for p in folder.glob("trial*.pt"))
+    assert written[0].startswith("trial0-") and len(written) >= 2  # one finished, one cut
+    assert all((folder / n).with_suffix(".log").is_file() for n in written)
+    calls = KilledAfter(-1)  # never dies; counts the batches it trains
+    again = select_hyperparameters(build, calls, train, val, cfg, space, 3, 0,
+                                   checkpoint_dir=folder)  # fmt: skip
+    assert _strip(again.trials) == _strip(whole.trials) and again.params == whole.params
+    n_unbroken = sum(t.epochs for t in whole.trials) * 3
+    assert -1 - calls.n == n_unbroken - 3 * 9  # only the 9 checkpointed epochs are not retrained
+    model, history = again.payload
+    for a, b in zip(model.parameters(), whole.payload[0].parameters(), strict=True):
+        torch.testing.assert_close(a, b)  # the chosen trial's parameters, not a retraining
+    assert history.best_val == whole.score
+    # a trial's seconds count the training of both calls, not just the resumed remainder
+    pairs = zip(again.trials, whole.trials, strict=True)
+    assert all(t.seconds >= 0.5 * w.seconds for t, w in pairs)
+
+
 # ----------------------------------------------------------------------------- run directories
 
 

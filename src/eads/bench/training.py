@@ -199,23 +199,24 @@ def train_and_test(
     x_test: torch.Tensor,
     budget: Budget,
     fit: FitFunction,
-    select: Callable[[], tuple[Trained, list[dict], dict]] | None = None,
+    select: Callable[[Path], tuple[Trained, list[dict], dict]] | None = None,
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """Train one cell's model, then run it on ``x_test`` (:func:`time_inference`); returns what
     the cell records about its training and timing, and the test outputs (still standardised).
 
-    ``select``: a validation search that trains its candidates itself and returns the chosen
-    run, one row per trial and the search's summary (:func:`from_selection`); None:
-    :func:`train_lr_grid` on ``build``, with the per-epoch checkpoints in :func:`partial_dir`
-    (the suite removes them, :func:`discard_partial`, once the cell's result is complete).
+    ``select(partial)``: a validation search that trains its candidates itself, with their
+    per-epoch checkpoints in the folder ``partial``, and returns the chosen run, one row per
+    trial and the search's summary (:func:`from_selection`); None: :func:`train_lr_grid` on
+    ``build``. Either way the checkpoints go in :func:`partial_dir` (the suite removes them,
+    :func:`discard_partial`, once the cell's result is complete).
     ``selection_time_s`` is the wall time of every candidate together.
     """
     t0 = time.perf_counter()
     selection = None
+    partial = partial_dir(run_dir, cell)
     if select is not None:
-        best, candidates, selection = select()
+        best, candidates, selection = select(partial)
     else:
-        partial = partial_dir(run_dir, cell)
         best, candidates = train_lr_grid(build, splits, budget, cell.seed, fit, partial, cell.id)
     selection_time = time.perf_counter() - t0
     timed = time_inference(best.module, x_test)

@@ -251,6 +251,7 @@ def select_eads(data, splits, budget, protocol, seed: int, progress: bool = Fals
             stop_reason=tr["stopped_by"],
             val_curve=[v[2] for v in tr["val_curve"]],
             payload=(fc, tr),
+            seconds=tr["train_time_s"],  # accumulated over resumes, unlike this call's wall time
         )
 
     sel = run_search(objective, eads_space(n_hidden=EADS_HIDDEN), budget.select_trials, seed)

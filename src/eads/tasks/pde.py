@@ -285,9 +285,12 @@ def _build(model: str, dim: int, res: int, budget: Budget, seed: int, params=Non
     return BuiltModel(wrapped, SampledNodesBackprop() if model == "gno" else eads.Backprop(), info)
 
 
-def _select_circuit(model, dim, res, budget, seed, splits) -> tuple[Trained, list[dict], dict]:
+def _select_circuit(
+    model, dim, res, budget, seed, splits, partial: Path
+) -> tuple[Trained, list[dict], dict]:
     """An EADS model's T, coupling init and lr chosen on validation (``budget.select_trials``
-    TPE trials, n_hidden fixed at :data:`EADS_HIDDEN`)."""
+    TPE trials, n_hidden fixed at :data:`EADS_HIDDEN`), each trial checkpointed per epoch in
+    ``partial``, so a killed search continues where it stopped."""
     from eads.tasks.select import eads_space, select_hyperparameters
 
     flat = [t.reshape(len(t), -1) for t in splits]  # circuits: flat functions
@@ -299,7 +302,15 @@ def _select_circuit(model, dim, res, budget, seed, splits) -> tuple[Trained, lis
 
     space = eads_space(n_hidden=EADS_HIDDEN)
     sel = select_hyperparameters(
-        build, trainer, flat[:2], flat[2:], cfg, space, budget.select_trials, seed
+        build,
+        trainer,
+        flat[:2],
+        flat[2:],
+        cfg,
+        space,
+        budget.select_trials,
+        seed,
+        checkpoint_dir=partial,
     )
     info = {"n_hidden": EADS_HIDDEN, **{k: sel.params[k] for k in ("duration", "coupling_init")}}
     return from_selection(sel, lambda circuit: FlatFunction(circuit, (res,) * dim), info)

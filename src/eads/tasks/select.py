@@ -146,6 +146,9 @@ class TrialOutcome:
     val_curve: list[float] = field(default_factory=list)
     pruned: bool = False
     payload: Any = None  #: kept for the best trial only (e.g. its trained model)
+    #: the trial's training seconds over every call that trained it (a trial resumed from its
+    #: checkpoint); None: the wall time of this call
+    seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -353,7 +356,7 @@ def run_search(
             )
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
-            seconds = time.perf_counter() - t0
+            seconds = time.perf_counter() - t0 if out.seconds is None else float(out.seconds)
             curve = [float(v) if math.isfinite(v) else None for v in out.val_curve]  # strict JSON
             ok = math.isfinite(out.score)
             state = PRUNED if out.pruned and ok else COMPLETE if ok else FAILED
@@ -457,6 +460,7 @@ def select_hyperparameters(
     on_trial: Callable[[TrialRecord], None] | None = None,
     allowed: Sequence[str] = PARAMETERS,
     progress: bool = False,
+    checkpoint_dir: str | Path | None = None,
 ) -> Selection:
     """Choose hyperparameters on ``val``: each trial fits ``build(params)`` on ``train``.
 
@@ -467,9 +471,19 @@ def select_hyperparameters(
     that epoch are restored) and its stop reason the loop's (``History.stop_reason``), or
     "pruned". The returned :class:`Selection`'s ``payload`` is ``(model, history)`` of the
     chosen trial. ``space=None``: :data:`EADS_SPACE`. See the module docstring for the search.
+
+    ``checkpoint_dir``: where each trial writes its per-epoch checkpoint
+    (``trial<number>-<digest of its values>.pt``, with a ``.log`` of one line per epoch). A
+    search killed and called again proposes the same trials (the sampler is seeded per trial
+    over the finished ones): a finished trial returns from its checkpoint at once, the one that
+    was training continues from its last epoch, and the result is that of an unbroken search
+    (the trials' ``seconds`` count the training of every call). With ``prune``, a trial resumed
+    mid-way reports to the pruner only the epochs after its checkpoint. The caller removes the
+    folder when the result is kept.
     """
     import torch
 
+    from eads.bench.training import epoch_log
     from eads.learn.loop import fit
 
     for name, pair in (("train", train), ("val", val)):
@@ -481,21 +495,39 @@ def select_hyperparameters(
         if x.shape[0] == 0:
             raise DataError(f"The {name} split is empty; selection needs both splits.")
 
+    numbers = iter(range(len(previous), n_trials))  # the trials this call trains, in order
+
     def objective(params: dict[str, Any], report) -> TrialOutcome:
+        t0 = time.perf_counter()
         config = train_config
         if "lr" in params:
             config = dataclasses.replace(train_config, lr=float(params["lr"]))
         model = build(dict(params))
+        build_s = time.perf_counter() - t0
         stopped: list[str] = []
+        ckpt = _trial_checkpoint(checkpoint_dir, next(numbers), params)
+        write_log = epoch_log(ckpt, config.epochs)
 
         def on_epoch(epoch, history):
+            if write_log is not None:
+                write_log(epoch, history)
             if history.stopped_early:
                 return
             if report(epoch, history.val_loss[-1] if history.val_loss else math.nan):
                 history.stopped_early = True  # fit's way to end a run after this epoch
                 stopped.append("pruned")
 
-        history = fit(model, trainer, train, val, config, progress=False, on_epoch=on_epoch)
+        history = fit(
+            model,
+            trainer,
+            train,
+            val,
+            config,
+            progress=False,
+            on_epoch=on_epoch,
+            checkpoint=ckpt,
+            resume=ckpt is not None and ckpt.is_file(),
+        )
         reason = stopped[0] if stopped else str(history.stop_reason)
         return TrialOutcome(
             score=float(history.best_val),
@@ -505,6 +537,7 @@ def select_hyperparameters(
             val_curve=list(history.val_loss),
             pruned=bool(stopped),
             payload=(model, history),
+            seconds=build_s + history.train_time_s,
         )
 
     return run_search(
@@ -518,6 +551,16 @@ def select_hyperparameters(
         allowed=allowed,
         progress=progress,
     )
+
+
+def _trial_checkpoint(folder: str | Path | None, number: int, params: Mapping) -> Path | None:
+    """``<folder>/trial<number>-<digest>.pt``: keyed by the trial's values as well as its number,
+    so a proposal that differs from the killed search's never resumes the other's training."""
+    if folder is None:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    text = json.dumps({k: params[k] for k in sorted(params)}, default=repr)
+    return Path(folder) / f"trial{number}-{hashlib.sha1(text.encode()).hexdigest()[:10]}.pt"
 
 
 # ----------------------------------------------------------------------------- run directories
