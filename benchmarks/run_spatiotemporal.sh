@@ -7,7 +7,8 @@
 #   benchmarks/run_spatiotemporal.sh probe [DATASET ...]  # seconds per epoch, a few batches
 #
 # Every finished cell (data set x model x seed) is a file under $RUN_DIR/cells; a cell already
-# there is skipped, so a killed run resumes by running the same command again (the cell that
+# there is skipped (`all` skips a data set x model whose seeds all finished without starting
+# it, so its log gets no line), so a killed run resumes by running the same command again (the cell that
 # was training continues from its last epoch's checkpoint in $RUN_DIR/partial/). The table ($RUN_DIR/results.md, results.json,
 # table.txt, plots/) is rebuilt from every cell of $RUN_DIR after each invocation. Meant for the
 # background, e.g.:
@@ -90,6 +91,24 @@ for d in os.environ["DATASETS"].split(","):
 PY
 }
 
+complete_pairs() {  # "dataset:model" of every pair whose seeds ($SEEDS) all finished ok
+    "$PYTHON" - <<'PY'
+import os
+from pathlib import Path
+
+from eads.bench.cells import load_results
+
+run_dir = Path(os.environ["RUN_DIR"])
+want = {int(s) for s in os.environ["SEEDS"].split(",") if s}
+ok = {}
+if (run_dir / "cells").is_dir():
+    for r in load_results(run_dir):
+        if r["status"] == "ok":
+            ok.setdefault((r["cell"]["dataset"], r["cell"]["model"]), set()).add(r["cell"]["seed"])
+print(" ".join(f"{d}:{m}" for (d, m), seeds in sorted(ok.items()) if want <= seeds))
+PY
+}
+
 probe() {
     mkdir -p "$(dirname "$PROBE_OUT")"
     "$PYTHON" - "$@" <<'PY'
@@ -128,9 +147,14 @@ case "$1" in
     all)
         IFS=, read -ra ds <<< "$DATASETS"
         IFS=, read -ra ms <<< "$MODELS"
+        complete=" $(complete_pairs) "
         for d in "${ds[@]}"; do
             for m in "${ms[@]}"; do
-                run_cell "$d" "$m"
+                if [[ $complete == *" $d:$m "* ]]; then
+                    echo "skip $d x $m: every seed ($SEEDS) has its cell"
+                else
+                    run_cell "$d" "$m"
+                fi
             done
         done
         ;;

@@ -448,6 +448,18 @@ def test_the_runner_script_runs_a_cell_group_and_skips_it_when_done(tmp_path):
         timeout=120,
     ).stdout.splitlines()
     assert listing[0].split()[2:] == ["s0:ok", "s1:ok", "s2:ok"] and listing[1].split()[2] == "-"
+    log = tmp_path / "run" / "logs" / "beijing_pm25_last_value.log"
+    size = log.stat().st_size
+    whole = subprocess.run(  # `all` does not even start a finished pair: its log stays as it was
+        [str(script), "all"],
+        env={**env, "DATASETS": "beijing_pm25", "MODELS": "last_value"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert "skip beijing_pm25 x last_value: every seed" in whole.stdout
+    assert log.stat().st_size == size
     skip = subprocess.run(
         [str(script), "cell", "pems04", "eads"],
         env=env,
