@@ -58,6 +58,7 @@ def quick_run(tmp_path_factory):
 
 def test_quick_run_writes_the_table_with_the_original_row(quick_run):
     run_dir, table, _, _ = quick_run
+    assert not (run_dir / "partial" / "captures").exists()  # removed once the run is complete
     for name in ("config.json", "meta.json", "results.json", "results.csv", "summary.json",
                  "table.txt", "plots/degradation.png", "plots/cost.png"):  # fmt: skip
         assert (run_dir / name).is_file(), name
@@ -185,3 +186,45 @@ def test_layer_resumed_scores_equal_full_forwards_and_intervals_are_written(
         assert figures["ppl"]["value"] == pytest.approx(ppl, rel=1e-4)
     assert iv["overall"]["n_layers"] == 2
     assert "NP-GL - EADS" in (run_dir / "results.md").read_text()
+
+
+def test_captured_pairs_are_read_back_from_disk_after_a_kill(tmp_path, monkeypatch):
+    """A restarted run loads its layer group from ``capture_dir`` instead of running the LM
+    again; the oracle is the capture itself (the same tensors), and a file captured under other
+    settings, or corrupt, is captured again."""
+    import dataclasses
+
+    import eads.baselines.lm as lm_module
+    from eads.tasks import _attention_kernels as ak
+
+    real, calls = lm_module.capture_attention, []
+
+    def counting(*args, **kwargs):
+        calls.append(list(args[3]))  # the layers captured in this pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lm_module, "capture_attention", counting)
+    lm, passages, folder = _tiny_lm(), _passages(), tmp_path / "captures"
+    s = at.AttentionSettings(**TINY)
+
+    def context(settings=s, group=1):
+        return ak.RunContext(None, lm, passages, [0, 1], settings, max_positions=1024,
+                             capture_group=group, capture_dir=folder)  # fmt: skip
+
+    first = context().capture(0)
+    assert calls == [[0]] and (folder / "layer0.safetensors").is_file()
+    again = context().capture(0)  # a restarted run: read, not captured
+    assert calls == [[0]]
+    for name in ("inputs", "outputs", "text_index", "position"):
+        assert torch.equal(getattr(again, name), getattr(first, name)), name
+    assert (again.window, again.tokens_seen) == (first.window, first.tokens_seen)
+    other = dataclasses.replace(s, max_tokens_per_layer=200)
+    assert context(other).capture(0).inputs.shape[0] == 200 and calls[-1] == [0]
+    (folder / "layer0.safetensors").write_bytes(b"not a capture")
+    assert torch.equal(context().capture(0).inputs, first.inputs) and len(calls) == 3
+    ctx = context(group=2)  # the next group drops the files of the layers below it
+    ctx.capture(1)
+    assert calls[-1] == [1] and not (folder / "layer0.safetensors").exists()
+    together = ak.RunContext(None, lm, passages, [0, 1], s, max_positions=1024, capture_group=2)
+    assert torch.equal(together.capture(0).inputs, first.inputs)  # grouping changes no sample
+    assert torch.equal(together.capture(1).inputs, ctx.capture(1).inputs)

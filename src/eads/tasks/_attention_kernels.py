@@ -22,6 +22,7 @@ budgets: the suite passes its :class:`eads.tasks.attention.AttentionSettings` an
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import time
@@ -56,6 +57,14 @@ class RunContext:
     ``capture_group - 1`` requested layers above it, in one pass, replacing the group held
     before. Pickling (Ray) drops the caches unless the LM was passed in, so a worker rebuilds
     them.
+
+    ``capture_dir``: where each captured layer is also written (``layer<L>.safetensors``, with
+    what it was captured from), so a run killed and started again loads its group from disk
+    instead of running the LM over the training passages again (a group of SmolLM2's upper
+    layers at 160,000 pairs is most of an hour). A file captured from other settings, passages
+    or model, or one that does not read, is captured again. Moving on to a group drops the files
+    of the layers below it: cells run layer by layer, so those are done (on Ray, a worker that
+    still needs one captures it again). The caller removes the folder when the run is complete.
     """
 
     def __init__(
@@ -68,9 +77,11 @@ class RunContext:
         *,
         max_positions: int,
         capture_group: int,
+        capture_dir: Path | None = None,
     ):
         self.source, self.passages, self.layers, self.settings = source, passages, layers, settings
         self.max_positions, self.capture_group = max_positions, capture_group
+        self.capture_dir = None if capture_dir is None else Path(capture_dir)
         self._given_lm = lm
         self._lm = lm
         self._split = None
@@ -119,18 +130,41 @@ class RunContext:
             later = [la for la in sorted(set(self.layers) | {layer}) if la >= layer]
             todo = later[: self.capture_group]  # replaces the group held before
             self._captures = None
-            log.info("capturing layers %s on %d passages", todo, len(self.split.train))
-            self._captures = capture_attention(
-                model,
-                tokenizer,
-                self.split.train,
-                todo,
-                max_tokens_per_layer=s.max_tokens_per_layer,
-                window=s.window,
-                max_positions=self.max_positions,
-                seed=s.seed,
-            )
+            key = self._capture_key()
+            held = {la: c for la in todo if (c := _read_capture(self.capture_dir, la, key))}
+            missing = [la for la in todo if la not in held]
+            if missing:
+                log.info("capturing layers %s on %d passages", missing, len(self.split.train))
+                captured = capture_attention(
+                    model,
+                    tokenizer,
+                    self.split.train,
+                    missing,
+                    max_tokens_per_layer=s.max_tokens_per_layer,
+                    window=s.window,
+                    max_positions=self.max_positions,
+                    seed=s.seed,
+                )
+                for c in captured.values():
+                    _write_capture(self.capture_dir, c, key)
+                held.update(captured)
+            _drop_captures_below(self.capture_dir, layer)
+            self._captures = held
         return self._captures[layer]
+
+    def _capture_key(self) -> dict:
+        """What a layer's captured sample depends on (a file written under another key is
+        captured again): the model, the training passages and the capture's settings."""
+        s = self.settings
+        texts = hashlib.sha1("\x00".join(self.split.train).encode()).hexdigest()
+        return {
+            "source": "given" if self._given_lm is not None else str(self.source),
+            "train_passages_sha1": texts,
+            "max_tokens_per_layer": s.max_tokens_per_layer,
+            "window": s.window,
+            "max_positions": self.max_positions,
+            "seed": s.seed,
+        }
 
     def score(self, layer: int | None = None, kernel=None):
         """LAMBADA figures on the evaluation passages with ``kernel`` in place of ``layer``'s
@@ -234,6 +268,72 @@ def column_stats(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def npgl_columns(window: int, d: int) -> torch.Tensor:
     """Columns of the current token ``u_t`` and of ``p_t`` in the ``window * d + 1`` features."""
     return torch.cat([torch.arange(d), torch.tensor([window * d])])
+
+
+def _capture_path(folder: Path, layer: int) -> Path:
+    return folder / f"layer{layer}.safetensors"
+
+
+def _write_capture(folder: Path | None, capture, key: dict) -> None:
+    """One layer's captured sample, atomically, with the key it was captured under."""
+    if folder is None:
+        return
+    from eads.runs import save_checkpoint
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        "inputs": capture.inputs,
+        "outputs": capture.outputs,
+        "text_index": capture.text_index,
+        "position": capture.position,
+    }
+    state = {
+        "key": key,
+        "layer": capture.layer,
+        "window": capture.window,
+        "tokens_seen": capture.tokens_seen,
+    }
+    save_checkpoint(_capture_path(folder, capture.layer), tensors, state)
+
+
+def _read_capture(folder: Path | None, layer: int, key: dict):
+    """The capture :func:`_write_capture` wrote for ``layer`` under ``key``; None when there is
+    none, it was written under another key, or it does not read (it is captured again)."""
+    if folder is None or not _capture_path(folder, layer).is_file():
+        return None
+    from eads._errors import CheckpointError
+    from eads.baselines.lm import KernelCapture
+    from eads.runs import load_checkpoint
+
+    path = _capture_path(folder, layer)
+    try:
+        tensors, state = load_checkpoint(path)
+    except CheckpointError as exc:
+        log.warning("%s; capturing layer %d again", exc, layer)
+        return None
+    if state.get("key") != key or state.get("layer") != layer:
+        log.info("%s was captured from other settings; capturing layer %d again", path, layer)
+        return None
+    log.info("layer %d's pairs read from %s", layer, path)
+    return KernelCapture(
+        layer=layer,
+        inputs=tensors["inputs"],
+        outputs=tensors["outputs"],
+        text_index=tensors["text_index"],
+        position=tensors["position"],
+        window=state["window"],
+        tokens_seen=int(state["tokens_seen"]),
+    )
+
+
+def _drop_captures_below(folder: Path | None, layer: int) -> None:
+    """Remove the written captures of the layers below ``layer`` (their cells are done)."""
+    if folder is None or not folder.is_dir():
+        return
+    for path in folder.glob("layer*.safetensors"):
+        below = path.stem[len("layer") :].isdigit() and int(path.stem[len("layer") :]) < layer
+        if below:
+            path.unlink(missing_ok=True)
 
 
 def train_val_rows(capture, nth: int) -> tuple[torch.Tensor, torch.Tensor]:

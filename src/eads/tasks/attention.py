@@ -49,6 +49,7 @@ config, split, rows, timings; the file committed under ``benchmarks/results/atte
 from __future__ import annotations
 
 import functools
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -334,8 +335,16 @@ def run_benchmark(
         models if models is not None else DEFAULT_MODELS, MODEL_NAMES, "models"
     )
     source = str(checkpoint) if checkpoint is not None else None
+    captures = Path(run_dir) / "partial" / "captures"  # kept until the run is complete
     ctx = RunContext(
-        source, lm, passages, [], settings, max_positions=MAX_POSITIONS, capture_group=CAPTURE_GROUP
+        source,
+        lm,
+        passages,
+        [],
+        settings,
+        max_positions=MAX_POSITIONS,
+        capture_group=CAPTURE_GROUP,
+        capture_dir=captures,
     )
     n_layers = len(attention_sites(ctx.lm.model))  # loads the model; bad sources raise here
     chosen = parse_layers(layers, n_layers, quick)
@@ -378,6 +387,7 @@ def run_benchmark(
         address=address,
         progress=progress,
     )
+    shutil.rmtree(captures, ignore_errors=True)  # a rerun for a failed cell captures it again
     return write_report(run_dir, results, config, time.perf_counter() - t0)
 
 
