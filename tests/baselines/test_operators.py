@@ -16,6 +16,7 @@ from eads.baselines.operators import (
     build_operator,
     count_parameters,
     grid_coordinates,
+    receptive_field,
 )
 
 CASES = [(name, dim) for name in ("nn", "fcn", "gno", "fno") for dim in (1, 2)]
@@ -122,6 +123,18 @@ def test_fcn_parameter_count(dim):
 
 def test_fcn_default_2d_count_is_the_hand_computed_number():
     assert count_parameters(FCN(2, 64)) == dense_ed_params(2) == FCN_DEFAULT_2D_PARAMS
+
+
+def test_receptive_fields_match_each_architecture():  # ~1 s
+    # the FCN's convolutions, counted by hand: conv7 s2 (7 points), 3 x conv3 at spacing 2 (+12),
+    # conv3 s2 (+4), 6 x conv3 at spacing 4 (+48), 3 x conv3 at spacing 2 (+12) = 83 points,
+    # plus at most 4 + 2 from the two stride-2 transposed convolutions; fixed in grid points,
+    # so the same at every resolution (2.1 % of a 4096-point period)
+    spans = {res: receptive_field(FCN(1, res), res) for res in (256, 1024)}
+    assert spans[256] == spans[1024] and 83 <= spans[256] <= 89
+    assert receptive_field(FNO(1, 64), 64) == 64  # spectral: the whole period
+    assert receptive_field(NN(1, 64), 64) == 64  # dense: every input
+    assert receptive_field(NN(1, 64, pointwise=True), 64) == 1  # its own point only
 
 
 @pytest.mark.parametrize("dim", [1, 2])
