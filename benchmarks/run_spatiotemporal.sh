@@ -91,22 +91,15 @@ for d in os.environ["DATASETS"].split(","):
 PY
 }
 
-complete_pairs() {  # "dataset:model" of every pair whose seeds ($SEEDS) all finished ok
-    "$PYTHON" - <<'PY'
-import os
-from pathlib import Path
-
-from eads.bench.cells import load_results
-
-run_dir = Path(os.environ["RUN_DIR"])
-want = {int(s) for s in os.environ["SEEDS"].split(",") if s}
-ok = {}
-if (run_dir / "cells").is_dir():
-    for r in load_results(run_dir):
-        if r["status"] == "ok":
-            ok.setdefault((r["cell"]["dataset"], r["cell"]["model"]), set()).add(r["cell"]["seed"])
-print(" ".join(f"{d}:{m}" for (d, m), seeds in sorted(ok.items()) if want <= seeds))
-PY
+complete_pairs() {  # "dataset:model" of every pair of the grid whose seeds ($SEEDS) all finished ok
+    local d m rest s ok
+    list_grid | while read -r d m rest; do
+        ok=1
+        for s in ${SEEDS//,/ }; do
+            [[ " $rest " == *" s$s:ok "* ]] || ok=0
+        done
+        if [ "$ok" = 1 ]; then printf "%s " "$d:$m"; fi
+    done
 }
 
 probe() {

@@ -419,53 +419,31 @@ def test_the_runner_script_runs_a_cell_group_and_skips_it_when_done(tmp_path):
         "HOME": str(tmp_path),
     }
     script = root / "benchmarks" / "run_spatiotemporal.sh"
-    done = subprocess.run(
-        [str(script), "cell", "beijing_pm25", "last_value"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(script), *args],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+
+    done = run("cell", "beijing_pm25", "last_value")
     assert "Last value" in done.stdout
     cells = sorted((tmp_path / "run" / "cells").glob("*.json"))
     assert [json.loads(p.read_text())["cell"]["seed"] for p in cells] == [0, 1, 2]
     before = {p.name: p.stat().st_mtime_ns for p in cells}
-    subprocess.run(
-        [str(script), "cell", "beijing_pm25", "last_value"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    run("cell", "beijing_pm25", "last_value")
     assert {p.name: p.stat().st_mtime_ns for p in cells} == before  # finished: skipped
-    listing = subprocess.run(
-        [str(script), "list"],
-        env={**env, "DATASETS": "beijing_pm25", "MODELS": "last_value,eads"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout.splitlines()
+    listing = run("list", DATASETS="beijing_pm25", MODELS="last_value,eads").stdout.splitlines()
     assert listing[0].split()[2:] == ["s0:ok", "s1:ok", "s2:ok"] and listing[1].split()[2] == "-"
     log = tmp_path / "run" / "logs" / "beijing_pm25_last_value.log"
     size = log.stat().st_size
-    whole = subprocess.run(  # `all` does not even start a finished pair: its log stays as it was
-        [str(script), "all"],
-        env={**env, "DATASETS": "beijing_pm25", "MODELS": "last_value"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    # `all` does not even start a finished pair: its log stays as it was
+    whole = run("all", DATASETS="beijing_pm25", MODELS="last_value")
     assert "skip beijing_pm25 x last_value: every seed" in whole.stdout
     assert log.stat().st_size == size
-    skip = subprocess.run(
-        [str(script), "cell", "pems04", "eads"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    skip = run("cell", "pems04", "eads")
     assert "PEMS04=" in skip.stderr

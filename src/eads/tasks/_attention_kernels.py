@@ -299,13 +299,13 @@ def _write_capture(folder: Path | None, capture, key: dict) -> None:
 def _read_capture(folder: Path | None, layer: int, key: dict):
     """The capture :func:`_write_capture` wrote for ``layer`` under ``key``; None when there is
     none, it was written under another key, or it does not read (it is captured again)."""
-    if folder is None or not _capture_path(folder, layer).is_file():
+    path = None if folder is None else _capture_path(folder, layer)
+    if path is None or not path.is_file():
         return None
     from eads._errors import CheckpointError
     from eads.baselines.lm import KernelCapture
     from eads.runs import load_checkpoint
 
-    path = _capture_path(folder, layer)
     try:
         tensors, state = load_checkpoint(path)
     except CheckpointError as exc:
@@ -331,8 +331,8 @@ def _drop_captures_below(folder: Path | None, layer: int) -> None:
     if folder is None or not folder.is_dir():
         return
     for path in folder.glob("layer*.safetensors"):
-        below = path.stem[len("layer") :].isdigit() and int(path.stem[len("layer") :]) < layer
-        if below:
+        index = path.stem.removeprefix("layer")
+        if index.isdigit() and int(index) < layer:
             path.unlink(missing_ok=True)
 
 
