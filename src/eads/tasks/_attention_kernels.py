@@ -60,9 +60,10 @@ class RunContext:
 
     ``capture_dir``: where each captured layer is also written (``layer<L>.safetensors``, with
     what it was captured from), so a run killed and started again loads its group from disk
-    instead of running the LM over the training passages again (a group of SmolLM2's upper
-    layers at 160,000 pairs is most of an hour). A file captured from other settings, passages
-    or model, or one that does not read, is captured again. Moving on to a group drops the files
+    instead of running the LM over the training passages again (43-60 CPU minutes per group
+    of SmolLM2 at 160,000 pairs in the ``pairs160k`` cells, docs/attention.md). A file
+    captured from other settings, passages or model, or one that does not read, is captured
+    again. Moving on to a group drops the files
     of the layers below it: cells run layer by layer, so those are done (on Ray, a worker that
     still needs one captures it again). The caller removes the folder when the run is complete.
     """
