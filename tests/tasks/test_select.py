@@ -455,4 +455,6 @@ def test_spatiotemporal_eads_cell_records_its_selection(tmp_path):  # ~2 s
     scores = [t["score"] for t in s["trials"]]
     assert len(scores) == 2 and s["best_trial"] == int(np.argmin(scores))
     assert r["training"]["best_val_mae"] == min(scores)
-    assert set(s["params"]) == {"duration", "coupling_init", "lr", "n_hidden"}
+    assert set(s["params"]) == {"duration", "coupling_init", "lr", "n_hidden", "weight_decay"}
+    assert r["cell"]["params"]["space"] == st.EADS_SPACE
+    assert s["space"] == {k: v for k, v in st.EADS_SPACE.items() if isinstance(v, dict)}

@@ -11,8 +11,10 @@ shared data (the cells are captured before they would run); < 2 s.
 
 One deliberate change since: MegaCRN's cells carry its release's Adam epsilon (1e-3) in their
 optimizer params, so the five MegaCRN ids below are new (the one MegaCRN cell that had run with
-the old settings diverged and was discarded, none was committed); every other id is the
-refactor's.
+the old settings diverged and was discarded, none was committed). And EADS's cells carry their
+search space (``space``: weight decay added, 2026-12-06) and 12 selection trials in the full
+budget, so the five EADS ids are new too: the EADS cells searched without weight decay are
+superseded, not resumed. Every other id is the refactor's.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from eads.tasks import spatiotemporal as st
 
 ALL = "eads,npgl,graph_wavenet,mtgnn,ddgcrn,megacrn,historical_average,last_value"
 FULL_IDS = [
-    "sz_taxi_False-1_eads_s1-e04e995b",
+    "sz_taxi_False-1_eads_s1-f5052e15",
     "sz_taxi_False-1_npgl_s1-58ac9c8b",
     "sz_taxi_False-1_graph_wavenet_s1-5e83a7c9",
     "sz_taxi_False-1_mtgnn_s1-df045ddb",
@@ -34,7 +36,7 @@ FULL_IDS = [
     "sz_taxi_False-1_megacrn_s1-a22bab78",
     "sz_taxi_False-1_historical_average_s1-415a3265",
     "sz_taxi_False-1_last_value_s1-819bb376",
-    "beijing_pm25_False-1_eads_s1-65dbe9bd",
+    "beijing_pm25_False-1_eads_s1-98f5fde1",
     "beijing_pm25_False-1_npgl_s1-ebb43bac",
     "beijing_pm25_False-1_graph_wavenet_s1-ba26b440",
     "beijing_pm25_False-1_mtgnn_s1-6e9188b2",
@@ -42,7 +44,7 @@ FULL_IDS = [
     "beijing_pm25_False-1_megacrn_s1-d1431dc9",
     "beijing_pm25_False-1_historical_average_s1-a629eb7f",
     "beijing_pm25_False-1_last_value_s1-67a25072",
-    "pems08_-data-pems08.npz-False-1_eads_s1-fbd47798",
+    "pems08_-data-pems08.npz-False-1_eads_s1-bc6d067d",
     "pems08_-data-pems08.npz-False-1_npgl_s1-cf7cc971",
     "pems08_-data-pems08.npz-False-1_graph_wavenet_s1-f243009b",
     "pems08_-data-pems08.npz-False-1_mtgnn_s1-50b84820",
@@ -52,7 +54,7 @@ FULL_IDS = [
     "pems08_-data-pems08.npz-False-1_last_value_s1-abad6c13",
 ]
 QUICK_IDS = [
-    "beijing_pm25_True-600-1_eads_s0-94fa8ac8",
+    "beijing_pm25_True-600-1_eads_s0-7f379459",
     "beijing_pm25_True-600-1_npgl_s0-402f6b19",
     "beijing_pm25_True-600-1_graph_wavenet_s0-f9c294c1",
     "beijing_pm25_True-600-1_mtgnn_s0-af1251a6",
@@ -62,7 +64,7 @@ QUICK_IDS = [
     "beijing_pm25_True-600-1_last_value_s0-ad26dd73",
 ]
 VARIANT_IDS = [
-    "beijing_pm25_True-600-2_eads_s0-1139a99e",
+    "beijing_pm25_True-600-2_eads_s0-dac36b93",
     "beijing_pm25_True-600-2_megacrn_s0-7461c689",
     "beijing_pm25_True-600-2_last_value_s0-d5d2165a",
 ]
@@ -140,7 +142,7 @@ def test_a_custom_data_sets_cells_carry_the_params_they_carried_before(tmp_path,
                      "train_stride": 3, "val_every": 0},
     }  # fmt: skip
     want = {
-        "eads": {**common, "budget": {**budget, "select_trials": 2}},
+        "eads": {**common, "budget": {**budget, "select_trials": 2}, "space": st.EADS_SPACE},
         "graph_wavenet": {
             **common,
             "budget": {**budget, "select_trials": 0},

@@ -165,3 +165,53 @@ def test_a_killed_eads_selection_continues_to_the_unbroken_searchs_choice(tmp_pa
         assert resumed[key] == unbroken[key], key
     for k, v in fc0.model.state_dict().items():
         assert np.array_equal(v.numpy(), fc1.model.state_dict()[k].numpy()), k
+
+
+def test_eads_weight_decay_shrinks_each_conductance_by_lr_times_decay_per_update():
+    # oracle: decoupled weight decay (AdamW) = the same Adam step as without decay, plus
+    # -lr * weight_decay * p from the weights before the step
+    import torch
+
+    splits = _random_splits(n_train=8)
+    data = SimpleNamespace(adjacency=np.ones((2, 2)))
+    lr, wd = 1e-2, 3.0
+    plain = fcs.build_forecaster("eads", data, splits, lr, 0, params={"weight_decay": 0.0})
+    decayed = fcs.build_forecaster("eads", data, splits, lr, 0, params={"weight_decay": wd})
+    assert isinstance(decayed.opt, torch.optim.AdamW)
+    assert not isinstance(plain.opt, torch.optim.AdamW)
+    before = {k: v.clone() for k, v in decayed.model.state_dict().items()}
+    x = torch.from_numpy(splits.train.x)
+    y, m = plain.targets_z(splits.train.y, splits.train.y_mask)
+    plain.step(x, y, m)
+    decayed.step(x, y, m)
+    after_plain, after_decayed = plain.model.state_dict(), decayed.model.state_dict()
+    moved = 0
+    for name, p in decayed.model.named_parameters():
+        if p.requires_grad:
+            want = after_plain[name] - lr * wd * before[name]
+            assert torch.allclose(after_decayed[name], want, atol=1e-6), name
+            moved += int(not torch.equal(before[name], after_plain[name]))
+    assert moved >= 2  # P, Q (and J) took a real step as well
+
+
+def test_eads_weight_decay_is_searched_on_validation_and_recorded():
+    from eads.bench.budget import Budget
+
+    splits = _random_splits()
+    data = SimpleNamespace(adjacency=np.ones((2, 2)))
+    budget = Budget(epochs=4, batch_size=8, patience=2, select_trials=2, schedule="none")
+    fc, _, sel = fcs.fit_forecaster("eads", data, splits, budget, WindowProtocol(), seed=0)
+    low, high = fcs.EADS_SPACE["weight_decay"]["log_uniform"]
+    assert sel["space"]["weight_decay"] == {"log_uniform": [low, high]}
+    wds = [t["params"]["weight_decay"] for t in sel["trials"]]
+    assert all(low <= w <= high for w in wds) and len(set(wds)) == 2
+    assert fc.opt.param_groups[0]["weight_decay"] == sel["params"]["weight_decay"]
+    with pytest.raises(ValueError, match="weight_decay=-1.0 must be a finite number >= 0"):
+        fcs.build_forecaster("eads", data, splits, 1e-3, 0, params={"weight_decay": -1.0})
+
+
+def test_the_full_run_records_eads_search_space_in_its_cells():
+    # the space is part of an EADS cell's identity: a cell searched without weight decay is
+    # not taken for one searched with it
+    assert st.FULL_BUDGETS["eads"].select_trials == 12
+    assert "weight_decay" in st.EADS_SPACE and st.EADS_SPACE["n_hidden"] == st.EADS_HIDDEN
