@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "spatiotemporal" / "ridge.json"
 OFFLINE = ("beijing_pm25", "beijing_pm10", "sz_taxi", "texas_covid", "nyc_taxi")
-ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(-2, 7))
+ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(-4, 7))
 
 
 def ridge_reference(dataset: str, alphas=ALPHAS) -> dict:
