@@ -60,3 +60,25 @@ def test_bench_gpu_smoke_runs_every_path_on_the_cpu(bench_modules, tmp_path):
     assert models == ["eads_simulator_ectrain", "mlp", "fno", "graph_wavenet"]
     assert all(m["train_samples_per_s"] > 0 and m["latency_one_sample_s"] > 0
                for cell in result["cells"] for m in cell["models"])  # fmt: skip
+
+
+def test_ridge_reference_chooses_its_penalty_on_validation(monkeypatch, tmp_path):
+    # oracle: the forecasting framing's shapes (EADS's inputs: 12 steps x 12 stations x 1
+    # feature) and the chosen penalty being the validation argmin of the trials it records
+    from conftest import shared_data_or_skip
+
+    shared_data_or_skip()
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import ridge_reference
+
+    out = tmp_path / "ridge.json"
+    ridge_reference.main(["spatiotemporal", "--datasets", "beijing_pm25", "--out", str(out)])
+    sys.modules.pop("ridge_reference", None)
+    result = json.loads(out.read_text())
+    assert {"machine", "revision", "command", "alphas", "rows"} <= set(result)
+    (row,) = result["rows"]
+    assert row["n_inputs"] == 144 and row["n_train_windows"] == 10_508
+    vals = {t["alpha"]: t["val"] for t in row["trials"]}
+    assert sorted(vals) == result["alphas"] and row["alpha"] == min(vals, key=vals.get)
+    assert row["val_mae"] == vals[row["alpha"]]
+    assert 0 < row["metrics"]["observed"]["mae"] < 38.9  # below HA's 38.92 on this split
