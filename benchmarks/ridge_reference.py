@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -54,12 +53,12 @@ def _fit_on_validation(x_fit, y_fit, score, alphas):
     from sklearn.linear_model import Ridge
 
     trials, best = [], None
-    # the smallest penalties on singular systems (never the chosen ones here)
-    warnings.filterwarnings("ignore", category=LinAlgWarning)
-    warnings.filterwarnings("ignore", message="Singular matrix in solving dual problem")
     for alpha in alphas:
         t0 = time.perf_counter()
-        model = Ridge(alpha=alpha).fit(x_fit, y_fit)
+        with warnings.catch_warnings():  # the smallest penalties on singular systems (unchosen)
+            warnings.filterwarnings("ignore", category=LinAlgWarning)
+            warnings.filterwarnings("ignore", message="Singular matrix in solving dual problem")
+            model = Ridge(alpha=alpha).fit(x_fit, y_fit)
         val = score(model)
         trials.append({"alpha": alpha, "val": val, "fit_s": time.perf_counter() - t0})
         if best is None or val < best[0]:
@@ -112,15 +111,6 @@ def forecasting_reference(dataset: str, alphas=ALPHAS) -> dict:
         "trials": trials,
         "metrics": metrics,
     }
-
-
-def _revision() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                             capture_output=True, check=True)  # fmt: skip
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def operator_reference(resolution: int, alphas=ALPHAS) -> dict:
@@ -182,6 +172,7 @@ def main(argv=None) -> int:
     import torch
 
     from eads._io import atomic_write_json
+    from eads.runs import git_revision
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("suite", choices=sorted(OUT))
@@ -199,7 +190,7 @@ def main(argv=None) -> int:
         {
             "command": " ".join(["python benchmarks/ridge_reference.py", *sys.argv[1:]]),
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-            "revision": _revision(),
+            "revision": git_revision(),
             "alphas": list(ALPHAS),
             "rows": rows,
         },

@@ -213,5 +213,11 @@ def test_eads_weight_decay_is_searched_on_validation_and_recorded():
 def test_the_full_run_records_eads_search_space_in_its_cells():
     # the space is part of an EADS cell's identity: a cell searched without weight decay is
     # not taken for one searched with it
+    from eads.bench.cells import Cell
+
     assert st.FULL_BUDGETS["eads"].select_trials == 12
     assert "weight_decay" in st.EADS_SPACE and st.EADS_SPACE["n_hidden"] == st.EADS_HIDDEN
+    params = {"budget": st.FULL_BUDGETS["eads"].to_params(), "space": st.EADS_SPACE}
+    without = {**params, "space": {k: v for k, v in st.EADS_SPACE.items() if k != "weight_decay"}}
+    ids = {Cell(st.TASK, "sz_taxi", "eads", seed=0, params=p).id for p in (params, without)}
+    assert len(ids) == 2
