@@ -177,13 +177,14 @@ def _fit_run_data_parallel(
     if not isinstance(config, RunConfig):
         raise ConfigError(f"config must be a RunConfig, got {type(config).__name__}.")
     if launched_by_torchrun():
-        if dist.is_initialized():  # the caller's group: the caller ends it
-            return _fit_run_rank(config.to_dict(), str(run_dir), resume, progress)
-        init_process_group(backend or default_backend())
+        owned = not dist.is_initialized()  # a caller's group is the caller's to end
+        if owned:
+            init_process_group(backend or default_backend())
         try:
             return _fit_run_rank(config.to_dict(), str(run_dir), resume, progress)
         finally:  # a group left to the interpreter's exit can abort the rank (SIGABRT)
-            dist.destroy_process_group()
+            if owned:
+                dist.destroy_process_group()
     # user errors surface here, before any process starts; the ranks take the plan as it is
     plan = _prepare(config, run_dir, resume)
     if plan.complete is not None:
