@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 OUT = {"spatiotemporal": RESULTS / "spatiotemporal" / "ridge.json",
        "pde": RESULTS / "pde" / "released" / "ridge.json"}  # fmt: skip
-OFFLINE = ("beijing_pm25", "beijing_pm10", "sz_taxi", "texas_covid", "nyc_taxi")
+OFFLINE = ("beijing_pm25", "beijing_pm10", "sz_taxi", "texas_covid", "nyc_taxi", "nyc_taxi_2019")
 PDE_RESOLUTIONS = (256, 1024, 4096)
 ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(-4, 7))
 

@@ -33,7 +33,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 SEEDS=${SEEDS:-0,1,2}
 NICE=${NICE:-10}
 QUICK=${QUICK:-0}
-DATASETS=${DATASETS:-beijing_pm25,beijing_pm10,sz_taxi,texas_covid,nyc_taxi,pems08,pems04}
+DATASETS=${DATASETS:-beijing_pm25,beijing_pm10,sz_taxi,texas_covid,nyc_taxi,nyc_taxi_2019,pems08,pems04}
 MODELS=${MODELS:-historical_average,last_value,eads,npgl,mtgnn,graph_wavenet,ddgcrn,megacrn}
 PROBE_OUT=${PROBE_OUT:-benchmarks/results/spatiotemporal/probe.json}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 RUN_DIR SEEDS QUICK PEMS04="${PEMS04:-}" \

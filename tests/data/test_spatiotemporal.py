@@ -40,6 +40,7 @@ def _toy(values: np.ndarray, mask: np.ndarray | None = None, name: str = "toy"):
 REAL_SHAPES = {
     "sz_taxi": (2976, 156, 1),
     "nyc_taxi": (17544, 69, 2),
+    "nyc_taxi_2019": (8760, 69, 2),
     "beijing_pm25": (35064, 12, 1),
     "beijing_pm10": (35064, 12, 1),
     "texas_covid": (627, 254, 1),
@@ -187,6 +188,38 @@ def test_infinite_values_are_rejected(tmp_path):
     npz, adj = _sz_files(tmp_path, data)
     with pytest.raises(DataError, match=r"speed\.npz.*infinite"):
         st.load_sz_taxi(npz, adjacency_path=adj)
+
+
+def test_nyc_taxi_years_are_the_two_halves_of_the_release():
+    shared_data_or_skip()
+    full = _load("nyc_taxi")
+    y2019, y2020 = (st.load_nyc_taxi(year=y) for y in (2019, 2020))
+    assert y2019.name == "nyc_taxi_2019" and _load("nyc_taxi_2019").name == "nyc_taxi_2019"
+    # 2019 has 365 days, 2020 is a leap year: the two years tile the file, in order
+    assert (len(y2019.values), len(y2020.values)) == (365 * 24, 366 * 24)
+    np.testing.assert_array_equal(np.concatenate([y2019.values, y2020.values]), full.values)
+    np.testing.assert_array_equal(y2019.adjacency, full.adjacency)
+    # the reason for the 2019 variant: no pandemic drop between its splits (the full file's
+    # training split averages about 14x its validation split)
+    def split_means(ds):
+        v, t = ds.values[..., 0], len(ds.values)
+        return [v[a:b].mean() for a, b in ((0, int(0.6 * t)), (int(0.6 * t), int(0.8 * t)))]
+
+    train, val = split_means(full)
+    assert train > 10 * val
+    train, val = split_means(y2019)
+    assert 0.8 < val / train < 1.2
+
+
+def test_nyc_taxi_unknown_year_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"year 2018.*\[2019, 2020\]"):
+        st.load_nyc_taxi(tmp_path / "any.npz", year=2018)
+    short = tmp_path / "short.npz"
+    np.savez(short, arr_0=np.ones((100, 69, 2)))
+    adj = tmp_path / "adj.csv"
+    np.savetxt(adj, np.ones((69, 69)), delimiter=",", header=",".join(["z"] * 69))
+    with pytest.raises(DataError, match=r"short\.npz.*100 hours.*2019"):
+        st.load_nyc_taxi(short, adjacency_path=adj, year=2019)
 
 
 def test_missing_file_is_named(tmp_path):
