@@ -199,6 +199,7 @@ def test_nyc_taxi_years_are_the_two_halves_of_the_release():
     assert (len(y2019.values), len(y2020.values)) == (365 * 24, 366 * 24)
     np.testing.assert_array_equal(np.concatenate([y2019.values, y2020.values]), full.values)
     np.testing.assert_array_equal(y2019.adjacency, full.adjacency)
+
     # the reason for the 2019 variant: no pandemic drop between its splits (the full file's
     # training split averages about 14x its validation split)
     def split_means(ds):
