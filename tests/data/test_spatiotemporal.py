@@ -203,8 +203,8 @@ def test_nyc_taxi_years_are_the_two_halves_of_the_release():
     # the reason for the 2019 variant: no pandemic drop between its splits (the full file's
     # training split averages about 14x its validation split)
     def split_means(ds):
-        v, t = ds.values[..., 0], len(ds.values)
-        return [v[a:b].mean() for a, b in ((0, int(0.6 * t)), (int(0.6 * t), int(0.8 * t)))]
+        ranges = st.chronological_split(ds.n_steps)
+        return [ds.values[slice(*ranges[k]), :, 0].mean() for k in ("train", "val")]
 
     train, val = split_means(full)
     assert train > 10 * val
