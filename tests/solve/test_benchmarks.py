@@ -82,3 +82,26 @@ def test_ridge_reference_chooses_its_penalty_on_validation(monkeypatch, tmp_path
     assert sorted(vals) == result["alphas"] and row["alpha"] == min(vals, key=vals.get)
     assert row["val_mae"] == vals[row["alpha"]]
     assert 0 < row["metrics"]["observed"]["mae"] < 38.9  # below HA's 38.92 on this split
+
+
+def test_bench_operators_times_the_gno_beside_an_older_file(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import bench_operators
+
+    from eads.baselines import operators
+
+    out = tmp_path / "operators.json"
+    try:
+        bench_operators.main(["--resolutions", "64", "--repeats", "1", "--out", str(out),
+                              "--before", operators.__file__])  # fmt: skip
+    finally:
+        sys.modules.pop("bench_operators", None)
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    assert row["resolution"] == 64 and row["sub_grids"] == 1
+    assert row["max_abs_output_difference"] == 0.0  # the same file: the same numbers
+    for k in ("before", "after"):
+        step, val = row[k]["train_step"]["median_s"], row[k]["validation"]["median_s"]
+        assert row[k]["epoch_s"] == pytest.approx(29 * step + val)
+    assert row["speedup"] == pytest.approx(row["before"]["epoch_s"] / row["after"]["epoch_s"])
+    assert "| 64 | 1 |" in bench_operators.table(out)

@@ -326,6 +326,9 @@ class GNO(_GridOperator):
             nn.ReLU(),
             nn.Linear(kernel_width, width * width),
         )
+        # row (o, i) of kappa^T is row (i, o) of the kernel's output (see _propagate)
+        kernel_t = torch.arange(width * width).reshape(width, width).T.reshape(-1)
+        self.register_buffer("kernel_t", kernel_t, persistent=False)
         self.root = nn.Linear(width, width)  # W and b of the shared layer
         self.project = nn.Linear(width, 1)
 
@@ -343,13 +346,19 @@ class GNO(_GridOperator):
         (``(E,)`` each); returns the prediction at the ``n`` nodes."""
         a = a[:, None]  # (n, 1)
         edge_feats = torch.cat([coords[dst], coords[src], a[dst], a[src]], dim=-1)  # (E, 2d+2)
-        k = self.kernel(edge_feats).reshape(-1, self.width, self.width)  # (E, w, w)
+        # kappa(x, y) transposed, (E, w_out, w_in): the last kernel layer with its rows permuted,
+        # so that each message is one batched matrix-vector product (about 5x faster on a CPU
+        # than broadcasting v(y) over kappa and summing; the same numbers to rounding)
+        last = self.kernel[-1]
+        k_t = nn.functional.linear(
+            self.kernel[:-1](edge_feats), last.weight[self.kernel_t], last.bias[self.kernel_t]
+        ).reshape(-1, self.width, self.width)
         degree = torch.zeros(a.shape[0], dtype=a.dtype, device=a.device)
         degree.index_add_(0, dst, torch.ones_like(dst, dtype=a.dtype))
         inv_deg = (1.0 / degree)[:, None]  # (n, 1); every node has its self-loop
         v = self.lift(torch.cat([a, coords], dim=-1))  # (n, w)
         for _ in range(self.depth):
-            msg = (v[src].unsqueeze(-1) * k).sum(-2)  # (E, w): v(y)^T kappa(x, y)
+            msg = torch.matmul(k_t, v[src].unsqueeze(-1)).squeeze(-1)  # (E, w): v(y)^T kappa
             agg = torch.zeros_like(v).index_add_(0, dst, msg) * inv_deg
             v = torch.relu(self.root(v) + agg)
         return self.project(v).squeeze(-1)
