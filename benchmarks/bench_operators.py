@@ -145,9 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     for res in args.resolutions:
         torch.manual_seed(0)
-        state = operators.GNO(1, res, **gno_settings()).state_dict()
+        reference = operators.GNO(1, res, **gno_settings())
+        state = reference.state_dict()
         load0 = _loadavg()
-        row = {"resolution": res, "sub_grids": operators.GNO(1, res, **gno_settings()).n_parts}
+        row = {"resolution": res, "sub_grids": reference.n_parts}
         impls = {"after": _passes(operators, state, res)}
         if before is not None:
             impls["before"] = _passes(before, state, res)
